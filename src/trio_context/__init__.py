@@ -1,0 +1,24 @@
+"""Go-style contexts for trio: a deadline, values, a cancel cause and a ``done`` event that
+travel with the work, so that nothing it started outlives it.
+
+Start from :func:`background`, derive with :func:`with_cancel`, :func:`with_timeout`,
+:func:`with_deadline`, :func:`with_value` and :func:`without_cancel`, and run work inside
+``with ctx.scope():``. See the README for the rules and the toolkit.
+"""
+
+from ._context import CancelContext as CancelContext
+from ._context import Context as Context
+from ._context import Done as Done
+from ._context import after_func as after_func
+from ._context import background as background
+from ._context import cause as cause
+from ._context import current as current
+from ._context import todo as todo
+from ._context import with_cancel as with_cancel
+from ._context import with_deadline as with_deadline
+from ._context import with_timeout as with_timeout
+from ._context import with_value as with_value
+from ._context import without_cancel as without_cancel
+from ._errors import ContextCancelled as ContextCancelled
+from ._errors import ContextError as ContextError
+from ._errors import DeadlineExceeded as DeadlineExceeded
