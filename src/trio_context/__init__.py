@@ -22,3 +22,12 @@ from ._context import without_cancel as without_cancel
 from ._errors import ContextCancelled as ContextCancelled
 from ._errors import ContextError as ContextError
 from ._errors import DeadlineExceeded as DeadlineExceeded
+from ._propagation import DEADLINE_ENV_VAR as DEADLINE_ENV_VAR
+from ._propagation import encode_baggage as encode_baggage
+from ._propagation import encode_grpc_timeout as encode_grpc_timeout
+from ._propagation import encode_timeout_ms as encode_timeout_ms
+from ._propagation import environ_for as environ_for
+from ._propagation import from_environ as from_environ
+from ._propagation import parse_baggage as parse_baggage
+from ._propagation import parse_grpc_timeout as parse_grpc_timeout
+from ._propagation import parse_timeout_ms as parse_timeout_ms
