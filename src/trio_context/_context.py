@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Hashable
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import Any, Final, NoReturn, TypeVar, TypeVarTuple, Unpack
+from typing import Any, Final, NoReturn, TypeVar, TypeVarTuple
 
 import trio
 
@@ -80,7 +80,7 @@ class _Origin:
     __slots__ = ("ctx", "task", "when", "where")
 
     def __init__(self, ctx: CancelContext, task: str, where: str, when: float | None) -> None:
-        self.ctx = ctx
+        self.ctx = weakref.ref(ctx)  # weak: the origin keeps its own _origin
         self.task = task
         self.where = where
         self.when = when
@@ -105,7 +105,7 @@ class Done:
     ``ctx.done`` returns the same object every time. Only the context sets it.
     """
 
-    __slots__ = ("_ctx",)
+    __slots__ = ("__weakref__", "_ctx")
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
@@ -120,7 +120,7 @@ class Done:
         Raises:
             trio.Cancelled: when the *calling* code is cancelled while waiting.
         """
-        src = self._ctx._src
+        src = self._ctx._canceller()
         if src is not None and src._poll() is not None:
             await trio.lowlevel.checkpoint()
             return
@@ -134,7 +134,7 @@ class Done:
 class _Binding:
     """What ``ctx.scope()`` returns: a trio ``CancelScope`` tied to the context for one ``with``."""
 
-    __slots__ = ("_bind", "_ctx", "_cs", "_swallow", "_var_token")
+    __slots__ = ("_bind", "_cs", "_ctx", "_swallow", "_var_token")
 
     def __init__(self, ctx: Context, *, bind: bool, swallow: bool) -> None:
         self._ctx = ctx
@@ -148,16 +148,14 @@ class _Binding:
             raise RuntimeError(
                 "this scope() was already entered; call ctx.scope() again for each 'with'"
             )
-        src = self._ctx._src
+        src = self._ctx._canceller()
         if src is None:
             cs = trio.CancelScope()
         else:
             try:
                 token = trio.lowlevel.current_trio_token()
             except RuntimeError:
-                raise RuntimeError(
-                    "ctx.scope() must be used inside a running trio loop"
-                ) from None
+                raise RuntimeError("ctx.scope() must be used inside a running trio loop") from None
             cs = trio.CancelScope(deadline=src._scope_deadline())
             scopes = src._scopes
             if scopes is None:
@@ -182,7 +180,7 @@ class _Binding:
     ) -> bool:
         cs = self._cs
         assert cs is not None, "scope() exited without being entered"
-        src = self._ctx._src
+        src = self._ctx._canceller()
         try:
             suppressed = cs.__exit__(etype, exc, tb)
         finally:
@@ -208,16 +206,24 @@ class Context:
     ``scope()``/``move_on()``, which belong in trio.
     """
 
-    __slots__ = ("__weakref__", "_children", "_done", "_kind", "_label_arg", "_parent", "_src",
-                 "_values")
+    __slots__ = (
+        "__weakref__",
+        "_children",
+        "_done",
+        "_kind",
+        "_label_arg",
+        "_parent",
+        "_shared",
+        "_values",
+    )
 
     _parent: Context | None
-    _src: CancelContext | None  # the context whose cancellation state this one shares
+    _shared: CancelContext | None  # not a CancelContext: the ancestor whose state this one shares
     _values: dict[Hashable, Any]
     _kind: str
     _label_arg: object
     _children: set[weakref.ref[Context]] | None
-    _done: Done | None
+    _done: weakref.ref[Done] | None
 
     def __init__(self) -> None:
         raise TypeError(
@@ -225,17 +231,21 @@ class Context:
             "with_*() functions"
         )
 
+    def _canceller(self) -> CancelContext | None:
+        """The context whose cancellation state this one has (None: never cancelled)."""
+        return self._shared
+
     # -- state ------------------------------------------------------------------------------
 
     @property
     def deadline(self) -> float:
         """The deadline on trio's clock, or ``math.inf`` when there is none."""
-        src = self._src
+        src = self._canceller()
         return _INF if src is None else src._current_deadline()
 
     def remaining(self) -> float:
         """Seconds left until the deadline (0 once it passed; ``math.inf`` when there is none)."""
-        src = self._src
+        src = self._canceller()
         if src is None:
             return _INF
         deadline = src._current_deadline()
@@ -247,14 +257,14 @@ class Context:
     def err(self) -> ContextError | None:
         """None until the context is done; then :class:`ContextCancelled` or
         :class:`DeadlineExceeded`, the same object every time. Safe from any thread."""
-        src = self._src
+        src = self._canceller()
         return None if src is None else src._poll()
 
     @property
     def cause(self) -> BaseException | None:
         """None until done; then the cause given to ``cancel()`` (or ``with_timeout(cause=)``),
         else ``err`` itself. A context cancelled through its parent has the parent's cause."""
-        src = self._src
+        src = self._canceller()
         if src is None or src._poll() is None:
             return None
         return src._cause
@@ -263,9 +273,12 @@ class Context:
     def done(self) -> Done:
         """The context's read-only event (``is_set()``, ``await wait()``); the same object
         every time."""
-        d = self._done
+        # Cached weakly: a strong cache would make a reference cycle of every context.
+        ref = self._done
+        d = ref() if ref is not None else None
         if d is None:
-            d = self._done = Done(self)
+            d = Done(self)
+            self._done = weakref.ref(d)
         return d
 
     def check(self) -> None:
@@ -277,7 +290,7 @@ class Context:
             ContextCancelled: the context (or an ancestor) was cancelled.
             DeadlineExceeded: its deadline passed.
         """
-        src = self._src
+        src = self._canceller()
         if src is not None and src._poll() is not None:
             src._raise_err()
 
@@ -313,7 +326,7 @@ class Context:
         ``cancelled_caught`` afterwards."""
         return _Binding(self, bind=True, swallow=True)
 
-    async def run(self, afn: Callable[[Unpack[PosArgsT]], Awaitable[T]], *args: Unpack[PosArgsT]) -> T:
+    async def run(self, afn: Callable[[*PosArgsT], Awaitable[T]], *args: *PosArgsT) -> T:
         """Run ``afn(*args)`` inside :meth:`scope` and return its result: Go's
         ``select { case r := <-result: ... case <-ctx.Done(): return ctx.Err() }``.
 
@@ -323,7 +336,9 @@ class Context:
         """
         with self.scope():
             return await afn(*args)
-        raise AssertionError("unreachable: scope() swallowed its own cancellation")  # pragma: no cover
+        raise AssertionError(
+            "unreachable: scope() swallowed its own cancellation"
+        )  # pragma: no cover
 
     # -- inspection -------------------------------------------------------------------------
 
@@ -343,14 +358,18 @@ class Context:
         """Say why the context is done: which context ended it, by whom (task), where
         (file:line of the ``cancel()`` call, or "deadline"), when (trio time), with which
         cause, and the path from that context down to this one. ``""`` when not done."""
-        src = self._src
+        src = self._canceller()
         if src is None or src._poll() is None:
             return ""
         err, cause, origin = src._err, src._cause, src._origin
         assert err is not None and origin is not None
         when = "" if origin.when is None else f" at trio time {origin.when:.3f}"
         if origin.task == "deadline":
-            how = f"deadline {origin.when:.3f} passed" if origin.when is not None else "deadline passed"
+            how = (
+                f"deadline {origin.when:.3f} passed"
+                if origin.when is not None
+                else "deadline passed"
+            )
         else:
             how = f"cancel() called by task {origin.task!r} at {origin.where}{when}"
         lines = [f"{self._label()} is done: {type(err).__name__}: {err}", f"  {how}"]
@@ -360,7 +379,7 @@ class Context:
         node: Context | None = self
         while node is not None:
             path.append(node._label())
-            if node is origin.ctx:
+            if node is origin.ctx():
                 break
             node = node._parent
         lines.append("  path: " + " -> ".join(reversed(path)))
@@ -372,15 +391,17 @@ class Context:
             return self._kind
         return f"{self._kind}({arg!r})"
 
-    def _state(self) -> str:
+    def _state_name(self) -> str:
         err = self.err
         if err is None:
             return "active"
         return "deadline exceeded" if isinstance(err, DeadlineExceeded) else "cancelled"
 
     def __repr__(self) -> str:
-        parts = [f"<trio_context.{type(self).__name__} {self._label()} at {id(self):#x}",
-                 self._state()]
+        parts = [
+            f"<trio_context.{type(self).__name__} {self._label()} at {id(self):#x}",
+            self._state_name(),
+        ]
         left = self.remaining()
         if left != _INF and self.err is None:
             parts.append(f"{left:.2f} s left")
@@ -413,8 +434,18 @@ class CancelContext(Context):
     :meth:`Context.scope` and cancels the context on exit.
     """
 
-    __slots__ = ("_after", "_cause", "_clock", "_deadline", "_deadline_src", "_err", "_origin",
-                 "_scopes", "_token", "_with_binding")
+    __slots__ = (
+        "_after",
+        "_cause",
+        "_clock",
+        "_deadline",
+        "_deadline_src",
+        "_err",
+        "_origin",
+        "_scopes",
+        "_token",
+        "_with_binding",
+    )
 
     _deadline: float  # own or inherited deadline; only ever moves earlier
     _deadline_src: CancelContext | None  # the context whose expiry that deadline is
@@ -438,8 +469,7 @@ class CancelContext(Context):
         Raises:
             TypeError: ``cause`` is not an exception.
         """
-        if cause is not None and not isinstance(cause, BaseException):
-            raise TypeError(f"cause must be an exception or None, not {type(cause).__name__}")
+        _check_cause(cause)
         if self._poll() is not None:
             return
         err = ContextCancelled("context cancelled")
@@ -504,6 +534,9 @@ class CancelContext(Context):
 
     # -- internals --------------------------------------------------------------------------
 
+    def _canceller(self) -> CancelContext:
+        return self
+
     def _scope_deadline(self) -> float:
         """The deadline bound trio scopes carry natively."""
         return self._deadline
@@ -567,9 +600,10 @@ def _finish_tree(
     first = True
     while stack:
         node = stack.pop()
-        if node._src is None:  # without_cancel(): cancellation stops here
-            continue
-        if isinstance(node, CancelContext) and node._src is node:
+        if not isinstance(node, CancelContext):
+            if node._shared is None:  # without_cancel(): cancellation stops here
+                continue
+        else:
             with _lock:
                 if node._err is not None:
                     if first:
@@ -611,9 +645,10 @@ def _move_deadline(root: CancelContext, deadline: float, clock: trio.abc.Clock) 
     stack: list[Context] = [root]
     while stack:
         node = stack.pop()
-        if node._src is None:
-            continue
-        if isinstance(node, CancelContext) and node._src is node:
+        if not isinstance(node, CancelContext):
+            if node._shared is None:
+                continue
+        else:
             if node._deadline <= deadline and node is not root:
                 continue
             node._deadline = deadline
@@ -683,7 +718,7 @@ def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
     if not callable(fn):
         raise TypeError(f"fn must be callable, not {type(fn).__name__}")
     entry = _AfterFunc(fn, _trio_token_or_none())
-    src = ctx._src
+    src = ctx._canceller()
     if src is not None:
         with _lock:
             registered = src._err is None
@@ -776,11 +811,17 @@ def _arm_timer(ctx: CancelContext) -> None:
 _current: Final[ContextVar[Context]] = ContextVar("trio_context.current")
 
 
-def _new(cls: type[Context], parent: Context | None, kind: str, label_arg: object,
-         src: CancelContext | None, values: dict[Hashable, Any]) -> Any:
+def _new(
+    cls: type[Context],
+    parent: Context | None,
+    kind: str,
+    label_arg: object,
+    src: CancelContext | None,
+    values: dict[Hashable, Any],
+) -> Any:
     ctx = object.__new__(cls)
     ctx._parent = parent
-    ctx._src = src
+    ctx._shared = src
     ctx._values = values
     ctx._kind = kind
     ctx._label_arg = label_arg
@@ -832,6 +873,11 @@ def _check_parent(parent: object, name: str = "parent") -> None:
         )
 
 
+def _check_cause(cause: object) -> None:
+    if cause is not None and not isinstance(cause, BaseException):
+        raise TypeError(f"cause must be an exception or None, not {type(cause).__name__}")
+
+
 def _check_number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
@@ -858,11 +904,11 @@ def _clock_for(what: str) -> trio.abc.Clock:
         ) from None
 
 
-def _new_cancel(cls: type[CancelContext], parent: Context, kind: str,
-                label_arg: object = None) -> Any:
-    psrc = parent._src
+def _new_cancel(
+    cls: type[CancelContext], parent: Context, kind: str, label_arg: object = None
+) -> Any:
+    psrc = parent._canceller()
     ctx: CancelContext = _new(cls, parent, kind, label_arg, None, parent._values)
-    ctx._src = ctx
     if psrc is not None:
         ctx._deadline = psrc._deadline
         ctx._deadline_src = psrc._deadline_src if psrc._deadline_src is not None else psrc
@@ -905,8 +951,9 @@ def with_cancel(parent: Context) -> CancelContext:
     return ctx
 
 
-def with_deadline(parent: Context, deadline: float, *,
-                  cause: BaseException | None = None) -> CancelContext:
+def with_deadline(
+    parent: Context, deadline: float, *, cause: BaseException | None = None
+) -> CancelContext:
     """Return a child of ``parent`` that ends with :class:`DeadlineExceeded` (cause ``cause``
     or the err itself) at ``deadline`` on trio's clock, unless ``parent``'s deadline is earlier
     or equal: then it ends when the parent does, with the parent's err and cause. A deadline
@@ -919,13 +966,13 @@ def with_deadline(parent: Context, deadline: float, *,
     """
     _check_parent(parent)
     deadline = _check_number("deadline", deadline)
-    if cause is not None and not isinstance(cause, BaseException):
-        raise TypeError(f"cause must be an exception or None, not {type(cause).__name__}")
+    _check_cause(cause)
     return _with_deadline(parent, deadline, cause, "with_deadline", deadline)
 
 
-def _with_deadline(parent: Context, deadline: float, cause: BaseException | None, kind: str,
-                   label_arg: object) -> CancelContext:
+def _with_deadline(
+    parent: Context, deadline: float, cause: BaseException | None, kind: str, label_arg: object
+) -> CancelContext:
     clock = _clock_for(f"{kind}()")
     ctx: CancelContext = _new_cancel(CancelContext, parent, kind, label_arg)
     if deadline < ctx._deadline and ctx._err is None:
@@ -939,8 +986,9 @@ def _with_deadline(parent: Context, deadline: float, cause: BaseException | None
     return ctx
 
 
-def with_timeout(parent: Context, seconds: float, *,
-                 cause: BaseException | None = None) -> CancelContext:
+def with_timeout(
+    parent: Context, seconds: float, *, cause: BaseException | None = None
+) -> CancelContext:
     """Return ``with_deadline(parent, trio.current_time() + seconds, cause=cause)``.
 
     Raises:
@@ -950,8 +998,7 @@ def with_timeout(parent: Context, seconds: float, *,
     """
     _check_parent(parent)
     seconds = _check_seconds(seconds)
-    if cause is not None and not isinstance(cause, BaseException):
-        raise TypeError(f"cause must be an exception or None, not {type(cause).__name__}")
+    _check_cause(cause)
     now = _clock_for("with_timeout()").current_time()
     return _with_deadline(parent, now + seconds, cause, "with_timeout", seconds)
 
@@ -973,7 +1020,7 @@ def with_value(parent: Context, key: Hashable, value: Any) -> Context:
         raise TypeError(f"key must be hashable, not {type(key).__name__}") from None
     values = dict(parent._values)
     values[key] = value
-    ctx: Context = _new(Context, parent, "with_value", key, parent._src, values)
+    ctx: Context = _new(Context, parent, "with_value", key, parent._canceller(), values)
     return ctx
 
 
