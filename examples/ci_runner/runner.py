@@ -1,0 +1,316 @@
+"""The executor: runs a checked pipeline, one trio task per step, each under a context of the job.
+
+The contexts, from the top::
+
+    signal context    open_signal_context: first Ctrl-C/SIGTERM cancels it, the second its twin
+      job             with_timeout(signal context, job timeout), with_cancel when no timeout
+        step          with_timeout(job, step timeout)   for steps with if = "success()"
+        cleanup step  cleanup(job, budget)              for always(), failure(), cancelled()
+
+A step whose needs are all finished evaluates its ``if`` (GitHub Actions semantics over the needs
+graph) and either is skipped or runs ``sh -c RUN`` with :func:`trio_context.run_process`: its own
+process group, both pipes drained line by line into the display, and when its context is done
+SIGTERM to the whole group, ``GRACE`` seconds, then SIGKILL. A forced stop (the hard twin) kills at
+once. So a timeout, a Ctrl-C or a job timeout each stop exactly the processes they should, and
+cleanup steps keep running after a graceful stop because their context ignores it.
+
+Every step gets the runner's environment, then the job's ``env``, then its own ``env``, plus
+``CI_RUNNER_STEP`` (its name) and ``CI_RUNNER_TEMP`` (a scratch folder shared by the job's steps,
+removed when the job ends).
+
+``if`` conditions, evaluated when every step in ``needs`` has finished ("upstream" = every step
+needed directly or not; a failure with ``continue-on-error`` counts as a success):
+
+- ``success()`` (default): the job is neither cancelled nor timed out and every upstream step
+  succeeded (a skipped upstream step also skips it, as in GitHub Actions);
+- ``failure()``: the job is not cancelled, and an upstream step failed or the job timed out;
+- ``cancelled()``: the job was cancelled (Ctrl-C or SIGTERM);
+- ``always()``: always.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import tempfile
+from typing import Literal, Protocol, TypeAlias
+
+import attrs
+import trio
+
+import trio_context as tc
+
+from .pipeline import Pipeline, Step
+
+StepStatus: TypeAlias = Literal["passed", "failed", "timed_out", "cancelled", "skipped"]
+JobStatus: TypeAlias = Literal["passed", "failed", "cancelled"]
+
+GRACE = 5.0
+"""Seconds between SIGTERM and SIGKILL when a step's context is done."""
+CLEANUP_BUDGET = 30.0
+"""Time limit of a cleanup step (``if`` other than ``success()``) that sets no ``timeout``."""
+
+
+class JobTimedOut(TimeoutError):
+    """The cause of a job's deadline: the job's own ``timeout`` passed."""
+
+
+class StepTimedOut(TimeoutError):
+    """The cause of a step's deadline: the step's own ``timeout`` passed."""
+
+
+@attrs.define
+class StepResult:
+    """How one step ended.
+
+    ``cause`` is a short reason for the summary ("exit code 2", "step timeout (3 s)"); ``detail``
+    the long one (``explain()`` of the step's context when the context stopped it).
+    """
+
+    name: str
+    status: StepStatus
+    exit_code: int | None = None
+    duration: float = 0.0
+    cause: str | None = None
+    detail: str | None = None
+    continue_on_error: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the step counts as a success for the steps after it and for the job."""
+        if self.status == "passed":
+            return True
+        return self.continue_on_error and self.status in ("failed", "timed_out")
+
+    @property
+    def failed(self) -> bool:
+        """Whether the step counts as a failure (``failure()`` steps run, the job fails)."""
+        return self.status in ("failed", "timed_out") and not self.continue_on_error
+
+
+@attrs.define
+class JobResult:
+    """How the job ended; ``reason`` says why when it did not pass ("timed out", "SIGINT")."""
+
+    name: str
+    status: JobStatus
+    duration: float
+    steps: list[StepResult]
+    reason: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 passed, 1 failed, 130 cancelled."""
+        return {"passed": 0, "failed": 1, "cancelled": 130}[self.status]
+
+
+class Reporter(Protocol):
+    """What the runner tells the display. Every method is called in the trio thread."""
+
+    def step_started(self, step: Step) -> None: ...
+    def step_output(self, name: str, stream: str, line: str) -> None: ...
+    def step_stopping(self, name: str) -> None: ...
+    def step_finished(self, result: StepResult) -> None: ...
+    def job_stopping(self, message: str) -> None: ...
+
+
+async def run_pipeline(ctx: tc.Context, pipeline: Pipeline, reporter: Reporter) -> JobResult:
+    """Run every step of ``pipeline`` under ``ctx`` and return how the job ended.
+
+    Cancelling ``ctx`` is a graceful stop (the job ends ``cancelled``); cancelling its hard twin
+    (``tc.hard_context(ctx)``) kills every step at once. Never raises for a step's failure.
+    """
+    return await _JobRun(ctx, pipeline, reporter).run()
+
+
+class _JobRun:
+    def __init__(self, ctx: tc.Context, pipeline: Pipeline, reporter: Reporter) -> None:
+        self.parent = ctx
+        self.pipeline = pipeline
+        self.reporter = reporter
+        self.hard = tc.hard_context(ctx)
+        self.timeout_cause = JobTimedOut(f"job timeout ({_seconds(pipeline.job.timeout)})")
+        self.job = (
+            tc.with_timeout(ctx, pipeline.job.timeout, cause=self.timeout_cause)
+            if pipeline.job.timeout is not None
+            else tc.with_cancel(ctx)
+        )
+        self.finished = {step.name: trio.Event() for step in pipeline.steps}
+        self.results: dict[str, StepResult] = {}
+        self.env = {**os.environ, **pipeline.job.env}
+
+    async def run(self) -> JobResult:
+        start = trio.current_time()
+        stop_watch = tc.after_func(self.job, self.on_job_done)
+        try:
+            with tempfile.TemporaryDirectory(prefix="ci_runner-") as scratch:
+                self.env["CI_RUNNER_TEMP"] = scratch
+                async with trio.open_nursery() as nursery:
+                    for step in self.pipeline.steps:
+                        nursery.start_soon(self.step_task, step, name=f"step {step.name}")
+        finally:
+            stop_watch()
+        state = self.job_state()
+        self.job.cancel()  # release it (and its deadline) now that every step is done
+        steps = [self.results[step.name] for step in self.pipeline.steps]
+        if state == "cancelled":
+            status: JobStatus = "cancelled"
+            reason = short_cause(self.parent.cause)
+        elif state == "timed_out":
+            status, reason = "failed", "timed out"
+        elif any(result.failed for result in steps):
+            status, reason = "failed", None
+        else:
+            status, reason = "passed", None
+        return JobResult(self.pipeline.job.name, status, trio.current_time() - start, steps, reason)
+
+    def job_state(self) -> Literal["running", "timed_out", "cancelled"]:
+        if not self.job.done.is_set():
+            return "running"
+        if self.parent.done.is_set() or self.job.cause is not self.timeout_cause:
+            return "cancelled"
+        return "timed_out"
+
+    def on_job_done(self) -> None:
+        if self.job_state() == "timed_out":
+            self.reporter.job_stopping(
+                f"job timed out after {_seconds(self.pipeline.job.timeout)}: stopping running "
+                "steps, cleanup steps still run"
+            )
+
+    async def step_task(self, step: Step) -> None:
+        for need in step.needs:
+            await self.finished[need].wait()
+        skip_reason = self.skip_reason(step)
+        if skip_reason is not None:
+            result = StepResult(step.name, "skipped", cause=skip_reason)
+        elif self.hard is not None and self.hard.done.is_set():
+            result = StepResult(step.name, "cancelled", cause="forced stop before it started")
+        else:
+            result = await self.run_step(step)
+        result.continue_on_error = step.continue_on_error
+        self.results[step.name] = result
+        self.reporter.step_finished(result)
+        self.finished[step.name].set()
+
+    def skip_reason(self, step: Step) -> str | None:
+        """Return why ``step`` must not run (its ``if`` is false), or ``None`` to run it."""
+        state = self.job_state()
+        upstream = [self.results[name] for name in self.pipeline.upstream(step.name)]
+        if step.condition == "always()":
+            return None
+        if step.condition == "cancelled()":
+            return None if state == "cancelled" else "if cancelled(): the job was not cancelled"
+        if step.condition == "failure()":
+            if state == "cancelled":
+                return "if failure(): the job was cancelled"
+            if state == "timed_out" or any(result.failed for result in upstream):
+                return None
+            return "if failure(): nothing before it failed"
+        if state != "running":
+            return "job cancelled" if state == "cancelled" else "job timed out"
+        for result in upstream:
+            if not result.succeeded:
+                return f"needs {result.name!r}, which {_past(result.status)}"
+        return None
+
+    def step_context(self, step: Step) -> tc.CancelContext:
+        if step.is_cleanup:
+            return tc.cleanup(self.job, step.timeout or CLEANUP_BUDGET)
+        if step.timeout is not None:
+            cause = StepTimedOut(f"step timeout ({_seconds(step.timeout)})")
+            return tc.with_timeout(self.job, step.timeout, cause=cause)
+        return tc.with_cancel(self.job)
+
+    async def run_step(self, step: Step) -> StepResult:
+        ctx = self.step_context(step)
+        self.reporter.step_started(step)
+        stop_watch = tc.after_func(ctx, lambda: self.reporter.step_stopping(step.name))
+        start = trio.current_time()
+
+        def on_line(stream: str, line: str | bytes) -> None:
+            if isinstance(line, bytes):
+                line = line.decode("utf-8", errors="replace")
+            self.reporter.step_output(step.name, stream, line.rstrip("\r\n"))
+
+        try:
+            result = await tc.run_process(
+                ctx,
+                ["sh", "-c", step.run],
+                grace=GRACE,
+                capture=False,
+                on_line=on_line,
+                env={**self.env, **step.env, "CI_RUNNER_STEP": step.name},
+                cwd=step.cwd,
+                hard=self.hard,
+            )
+        except OSError as exc:
+            return StepResult(step.name, "failed", cause=f"could not start: {exc}")
+        finally:
+            stop_watch()
+            duration = trio.current_time() - start
+        try:
+            return self.classify(step, ctx, result, duration)
+        finally:
+            ctx.cancel()
+
+    def classify(
+        self, step: Step, ctx: tc.Context, result: tc.ProcessResult, duration: float
+    ) -> StepResult:
+        """Turn how the process ended, and why its context stopped it, into a step status."""
+        exit_code = result.returncode
+        if result.outcome == "exited":
+            if exit_code == 0:
+                return StepResult(step.name, "passed", exit_code, duration)
+            if result.signal is not None:
+                cause = f"killed by {_signal_name(result.signal)}"
+            else:
+                cause = f"exit code {exit_code}"
+            return StepResult(step.name, "failed", exit_code, duration, cause)
+        detail = ctx.explain() or None
+        if isinstance(ctx.err, tc.DeadlineExceeded):
+            if ctx.cause is self.timeout_cause:
+                cause = short_cause(self.timeout_cause)
+            elif isinstance(ctx.cause, StepTimedOut):
+                cause = short_cause(ctx.cause)
+            else:
+                cause = f"cleanup budget ({_seconds(step.timeout or CLEANUP_BUDGET)})"
+            return StepResult(step.name, "timed_out", exit_code, duration, cause, detail)
+        if self.hard is not None and self.hard.done.is_set():
+            cause = "forced stop"
+        else:
+            cause = short_cause(ctx.cause)
+        return StepResult(step.name, "cancelled", exit_code, duration, cause, detail)
+
+
+def short_cause(cause: BaseException | None) -> str:
+    """Return a few words for a context's cause: ``SIGINT``, ``job timeout (20 s)``, ..."""
+    signum = getattr(cause, "signum", None)
+    if isinstance(signum, int):
+        return _signal_name(signum)
+    if cause is None:
+        return "cancelled"
+    return str(cause) or type(cause).__name__
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(abs(signum)).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None or math.isinf(value):
+        return "no limit"
+    return f"{value:g} s"
+
+
+def _past(status: str) -> str:
+    return {
+        "failed": "failed",
+        "timed_out": "timed out",
+        "cancelled": "was cancelled",
+        "skipped": "was skipped",
+    }.get(status, status)
