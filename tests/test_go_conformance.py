@@ -642,9 +642,9 @@ def test_with_value_checks_key() -> None:
     # Go: TestWithValueChecksKey. An incomparable key panics; a nil key panics with "nil key".
     # Adapted: panic -> TypeError; incomparable -> unhashable; the message names the argument.
     with pytest.raises(TypeError, match="key"):
-        tc.with_value(tc.background(), bytearray(b"foo"), "bar")
+        tc.with_value(tc.background(), bytearray(b"foo"), "bar")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="key"):
-        tc.with_value(tc.background(), ["foo"], "bar")
+        tc.with_value(tc.background(), ["foo"], "bar")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="key"):
         tc.with_value(tc.background(), None, "bar")
 
