@@ -85,7 +85,7 @@ class PlainDisplay:
         self.pipeline = pipeline
         self.max_lines = max_lines
         self.tail_lines = max_lines // 4
-        self.width = max(len(step.name) for step in pipeline.steps) + 4
+        self.name_width = max(len(step.name) for step in pipeline.steps)
         self.outputs = {step.name: _Output() for step in pipeline.steps}
         self.job_message: str | None = None
 
@@ -133,7 +133,7 @@ class PlainDisplay:
 
     def prefix(self, name: str, stream: str) -> str:
         label = f"[{name}:err]" if stream == "stderr" else f"[{name}]"
-        return label.ljust(self.width + 1)
+        return label.ljust(self.name_width + len("[:err] "))
 
     def event(self, name: str, text: str) -> None:
         self.write(f"{self.prefix(name, 'stdout')}-- {text}")
@@ -217,7 +217,7 @@ class LiveDisplay(PlainDisplay):
         lines = [self.paint(header[:columns], "1;33" if self.job_message else "1")]
         for step in self.pipeline.steps:
             state = self.states[step.name]
-            text = f"  {_SYMBOLS[state]} {step.name.ljust(self.width - 2)} "
+            text = f"  {_SYMBOLS[state]} {step.name.ljust(self.name_width)} "
             result = self.results.get(step.name)
             if result is not None:
                 text += describe(result)
