@@ -31,3 +31,6 @@ from ._propagation import from_environ as from_environ
 from ._propagation import parse_baggage as parse_baggage
 from ._propagation import parse_grpc_timeout as parse_grpc_timeout
 from ._propagation import parse_timeout_ms as parse_timeout_ms
+from ._idle import IdleContext as IdleContext
+from ._idle import IdleTimeout as IdleTimeout
+from ._idle import with_idle_timeout as with_idle_timeout
