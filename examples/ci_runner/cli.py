@@ -42,10 +42,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--max-lines",
         type=int,
-        default=200,
+        default=100,
         metavar="N",
         help="show at most N lines of each step's output, first and last ones (0: all; "
-        "default 200)",
+        "default 100)",
     )
     return parser.parse_args(argv)
 
@@ -87,6 +87,8 @@ async def run_job(pipeline: Pipeline, max_lines: int) -> JobResult:
             if hard is not None:
                 message = "forced stop: killing every step's processes now"
                 watches.append(tc.after_func(hard, lambda: display.job_stopping(message)))
+            count = len(pipeline.steps)
+            display.write(f"[job] {pipeline.job.name}: {count} steps from {pipeline.path}")
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(display.run)
                 result = await run_pipeline(ctx, pipeline, display)

@@ -80,7 +80,7 @@ class _Output:
 class PlainDisplay:
     """One line per event and per output line; the format for logs and pipes."""
 
-    def __init__(self, out: TextIO, pipeline: Pipeline, *, max_lines: int = 200) -> None:
+    def __init__(self, out: TextIO, pipeline: Pipeline, *, max_lines: int = 100) -> None:
         self.out = out
         self.pipeline = pipeline
         self.max_lines = max_lines
@@ -152,7 +152,7 @@ class PlainDisplay:
 class LiveDisplay(PlainDisplay):
     """Output scrolls above a status block that is redrawn in place (ANSI escapes)."""
 
-    def __init__(self, out: TextIO, pipeline: Pipeline, *, max_lines: int = 200) -> None:
+    def __init__(self, out: TextIO, pipeline: Pipeline, *, max_lines: int = 100) -> None:
         super().__init__(out, pipeline, max_lines=max_lines)
         self.states: dict[str, str] = {step.name: "queued" for step in pipeline.steps}
         self.started: dict[str, float] = {}
@@ -238,7 +238,7 @@ class LiveDisplay(PlainDisplay):
         return f"\x1b[{code}m{text}\x1b[0m" if self.colour else text
 
 
-def make_display(out: TextIO, pipeline: Pipeline, *, max_lines: int = 200) -> PlainDisplay:
+def make_display(out: TextIO, pipeline: Pipeline, *, max_lines: int = 100) -> PlainDisplay:
     """Return a live display when ``out`` is a terminal that can show it, a plain one otherwise."""
     live = out.isatty() and os.environ.get("TERM", "") not in ("", "dumb")
     try:

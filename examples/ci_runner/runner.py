@@ -227,14 +227,22 @@ class _JobRun:
         ctx = self.step_context(step)
         self.reporter.step_started(step)
         stop_watch = tc.after_func(ctx, lambda: self.reporter.step_stopping(step.name))
+        try:
+            return await self.run_in(step, ctx)
+        finally:
+            stop_watch()
+            ctx.cancel()  # release the context (its deadline and its links to the job)
+
+    async def run_in(self, step: Step, ctx: tc.Context) -> StepResult:
+        """Run the step's command under ``ctx`` and say how it ended."""
         start = trio.current_time()
 
-        def on_line(stream: str, line: str | bytes) -> None:
-            if isinstance(line, bytes):
-                line = line.decode("utf-8", errors="replace")
-            self.reporter.step_output(step.name, stream, line.rstrip("\r\n"))
+        def on_line(stream: str, line: str) -> None:
+            self.reporter.step_output(step.name, stream, line)
 
         try:
+            # The hard context (SIGKILL) is run_process's default: with_grace(ctx, GRACE), which
+            # a forced stop (the second Ctrl-C) also ends at once.
             result = await tc.run_process(
                 ctx,
                 ["sh", "-c", step.run],
@@ -243,36 +251,29 @@ class _JobRun:
                 on_line=on_line,
                 env={**self.env, **step.env, "CI_RUNNER_STEP": step.name},
                 cwd=step.cwd,
-                hard=self.hard,
             )
+        except tc.ContextError:  # ctx ended between the `if` and the start: nothing was started
+            return self.stopped(step, ctx, None, 0.0)
         except OSError as exc:
             return StepResult(step.name, "failed", cause=f"could not start: {exc}")
-        finally:
-            stop_watch()
-            duration = trio.current_time() - start
-        try:
-            return self.classify(step, ctx, result, duration)
-        finally:
-            ctx.cancel()
-
-    def classify(
-        self, step: Step, ctx: tc.Context, result: tc.ProcessResult, duration: float
-    ) -> StepResult:
-        """Turn how the process ended, and why its context stopped it, into a step status."""
-        exit_code = result.returncode
+        duration = trio.current_time() - start
         if result.outcome == "exited":
-            if exit_code == 0:
-                return StepResult(step.name, "passed", exit_code, duration)
+            if result.returncode == 0:
+                return StepResult(step.name, "passed", 0, duration)
             if result.signal is not None:
-                cause = f"killed by {_signal_name(result.signal)}"
+                cause = f"killed by {result.signal.name}"
             else:
-                cause = f"exit code {exit_code}"
-            return StepResult(step.name, "failed", exit_code, duration, cause)
+                cause = f"exit code {result.returncode}"
+            return StepResult(step.name, "failed", result.returncode, duration, cause)
+        return self.stopped(step, ctx, result.returncode, duration)
+
+    def stopped(
+        self, step: Step, ctx: tc.Context, exit_code: int | None, duration: float
+    ) -> StepResult:
+        """Return the result of a step that its context stopped: timed out or cancelled."""
         detail = ctx.explain() or None
         if isinstance(ctx.err, tc.DeadlineExceeded):
-            if ctx.cause is self.timeout_cause:
-                cause = short_cause(self.timeout_cause)
-            elif isinstance(ctx.cause, StepTimedOut):
+            if ctx.cause is self.timeout_cause or isinstance(ctx.cause, StepTimedOut):
                 cause = short_cause(ctx.cause)
             else:
                 cause = f"cleanup budget ({_seconds(step.timeout or CLEANUP_BUDGET)})"
