@@ -34,3 +34,7 @@ from ._propagation import parse_timeout_ms as parse_timeout_ms
 from ._idle import IdleContext as IdleContext
 from ._idle import IdleTimeout as IdleTimeout
 from ._idle import with_idle_timeout as with_idle_timeout
+from ._http import GRPC_TIMEOUT_HEADER as GRPC_TIMEOUT_HEADER
+from ._http import TIMEOUT_MS_HEADER as TIMEOUT_MS_HEADER
+from ._http import ContextMiddleware as ContextMiddleware
+from ._http import httpx_transport as httpx_transport
