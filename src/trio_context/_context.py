@@ -565,12 +565,22 @@ class CancelContext(Context):
             self._on_due()
         return None
 
-    def _expire(self, cause: BaseException | None = None) -> None:
-        err = DeadlineExceeded("context deadline exceeded")
-        when = self._deadline if self._deadline != _INF else None
-        if cause is None:
-            cause = self._cause if self._cause is not None else err
-        if _finish_tree(self, err, cause, _Origin(self, "deadline", "deadline", when)):
+    def _expired_before(self, when: float | None) -> tuple[float, BaseException | None] | None:
+        """If this context's *own* deadline passed before an event at ``when`` (None: now),
+        return (that deadline, the cause to use or None for the preset one)."""
+        if self._deadline_src is not self or self._clock is None:
+            return None
+        if (self._clock.current_time() if when is None else when) >= self._deadline:
+            return self._deadline, None
+        return None
+
+    def _expire(self, when: float | None = None, cause: BaseException | None = None) -> None:
+        """End the context with DeadlineExceeded as of trio time ``when`` (its deadline)."""
+        if when is None:
+            when = self._deadline
+        err, cause = _deadline_err(self, cause)
+        origin = _Origin(self, "deadline", "deadline", when)
+        if _finish_tree(self, err, cause, origin, when):
             self._detach()
 
     def _detach(self) -> None:
@@ -587,26 +597,52 @@ class CancelContext(Context):
         raise fresh from cause
 
 
+def _deadline_err(
+    ctx: CancelContext, cause: BaseException | None
+) -> tuple[DeadlineExceeded, BaseException]:
+    err = DeadlineExceeded("context deadline exceeded")
+    if cause is None:
+        cause = ctx._cause if ctx._cause is not None else err
+    return err, cause
+
+
+_Item = tuple[Context, ContextError, BaseException, _Origin, "float | None"]
+
+
 def _finish_tree(
-    root: CancelContext, err: ContextError, cause: BaseException, origin: _Origin
+    root: CancelContext,
+    err: ContextError,
+    cause: BaseException,
+    origin: _Origin,
+    when: float | None = None,
 ) -> bool:
     """Mark ``root`` and every descendant done (first cancel wins), then cancel their bound
     scopes and dispatch their after-funcs. Iterative, so depth is unbounded. Returns False if
-    ``root`` was already done."""
+    ``root`` was already done.
+
+    ``when`` is the trio time of the event (a deadline), None for "now" (a cancel). Deadlines
+    are observed lazily, so a descendant whose own deadline passed before the event, unseen,
+    is ended by that deadline instead, and its subtree with it: the state is what Go's timers
+    would have made it, whoever looks first."""
     here = _trio_token_or_none()
     scopes: list[tuple[trio.CancelScope, trio.lowlevel.TrioToken]] = []
     callbacks: list[_AfterFunc] = []
-    stack: list[Context] = [root]
-    first = True
+    stack: list[_Item] = [(root, err, cause, origin, when)]
     while stack:
-        node = stack.pop()
+        node, err, cause, origin, when = stack.pop()
         if not isinstance(node, CancelContext):
             if node._shared is None:  # without_cancel(): cancellation stops here
                 continue
         else:
+            if node is not root:
+                expired = node._expired_before(when)
+                if expired is not None:
+                    when, own_cause = expired
+                    err, cause = _deadline_err(node, own_cause)
+                    origin = _Origin(node, "deadline", "deadline", when)
             with _lock:
                 if node._err is not None:
-                    if first:
+                    if node is root:
                         return False
                     continue
                 node._err = err
@@ -617,7 +653,6 @@ def _finish_tree(
                 scopes.extend(node._scopes.copy().items())
             if after:
                 callbacks.extend(after)
-        first = False
         kids = node._children
         if kids:
             snapshot = kids.copy()
@@ -625,7 +660,7 @@ def _finish_tree(
             for ref in snapshot:
                 child = ref()
                 if child is not None:
-                    stack.append(child)
+                    stack.append((child, err, cause, origin, when))
     for cs, token in scopes:
         if token is here:
             cs.cancel()
@@ -975,14 +1010,15 @@ def _with_deadline(
 ) -> CancelContext:
     clock = _clock_for(f"{kind}()")
     ctx: CancelContext = _new_cancel(CancelContext, parent, kind, label_arg)
-    if deadline < ctx._deadline and ctx._err is None:
+    if deadline < ctx._deadline:
         ctx._deadline = deadline
         ctx._deadline_src = ctx
         ctx._clock = clock
         ctx._token = trio.lowlevel.current_trio_token()
-        ctx._cause = cause
-        if deadline <= clock.current_time():
-            ctx._expire()
+        if ctx._err is None:
+            ctx._cause = cause
+            if deadline <= clock.current_time():
+                ctx._expire()
     return ctx
 
 

@@ -85,7 +85,17 @@ class IdleContext(CancelContext):
         if self._clock.current_time() >= self._deadline:
             super()._on_due()
         else:
-            self._expire(self._idle_cause or IdleTimeout(self._idle))
+            self._expire(self._idle_deadline(), self._idle_cause or IdleTimeout(self._idle))
+
+    def _expired_before(self, when: float | None) -> tuple[float, BaseException | None] | None:
+        own = super()._expired_before(when)
+        idle = self._idle_deadline()
+        assert self._clock is not None
+        if (self._clock.current_time() if when is None else when) >= idle and (
+            own is None or idle < own[0]
+        ):
+            return idle, self._idle_cause or IdleTimeout(self._idle)
+        return own
 
     def _on_timer(self, now: float) -> float | None:
         if self._err is not None:
@@ -132,7 +142,7 @@ def with_idle_timeout(
         ctx._token = trio.lowlevel.current_trio_token()
     if ctx._err is None:
         if seconds == 0:
-            ctx._expire(cause or IdleTimeout(seconds))
+            ctx._expire(ctx._idle_deadline(), cause or IdleTimeout(seconds))
         else:
             _timers().add(ctx._idle_deadline(), ctx)
     return ctx
