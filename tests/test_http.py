@@ -205,7 +205,10 @@ try:
     import hypercorn.config as hypercorn_config
     import hypercorn.trio as hypercorn_trio
 except ImportError:  # the optional extras are not installed
-    pytestmark = pytest.mark.skip(reason="needs httpx and hypercorn")
+    HAVE_HTTP = False
+else:
+    HAVE_HTTP = True
+needs_http = pytest.mark.skipif(not HAVE_HTTP, reason="needs httpx and hypercorn")
 
 
 async def with_lifespan(app: Any) -> Any:
@@ -244,6 +247,7 @@ async def serving(app: Any) -> AsyncIterator[str]:
             stop.set()
 
 
+@needs_http
 async def test_deadline_arrives_over_http() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         await ok(send, repr(tc.current().remaining()).encode())
@@ -260,6 +264,7 @@ async def test_deadline_arrives_over_http() -> None:
     assert abs(skew) <= 0.05
 
 
+@needs_http
 async def test_ms_header_and_baggage_over_http() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         ctx = tc.current()
@@ -275,6 +280,7 @@ async def test_ms_header_and_baggage_over_http() -> None:
     assert response.text == "acme co 7.0"
 
 
+@needs_http
 async def test_client_disconnect_cancels_the_handler_quickly() -> None:
     handler_started = trio.Event()
     handler_done_at: list[float] = []
@@ -311,6 +317,7 @@ async def test_client_disconnect_cancels_the_handler_quickly() -> None:
     assert handler_done_at[0] - cancelled_at <= 0.1
 
 
+@needs_http
 async def test_done_context_fails_before_sending() -> None:
     calls: list[object] = []
 
@@ -327,6 +334,7 @@ async def test_done_context_fails_before_sending() -> None:
     assert calls == []
 
 
+@needs_http
 async def test_transport_sets_header_and_caps_timeouts(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -349,6 +357,7 @@ async def test_transport_sets_header_and_caps_timeouts(
     assert seen[1].extensions["timeout"] == dict.fromkeys(("connect", "read", "write", "pool"), 2)
 
 
+@needs_http
 async def test_deadline_interrupts_a_slow_response(autojump_clock: trio.testing.MockClock) -> None:
     async def handler(request: Any) -> Any:
         await trio.sleep(10)
@@ -360,3 +369,12 @@ async def test_deadline_interrupts_a_slow_response(autojump_clock: trio.testing.
         with pytest.raises(tc.DeadlineExceeded):
             await c.get("http://test/", extensions={"trio_context": ctx})
     assert trio.current_time() - start == pytest.approx(1)
+
+
+def test_package_works_without_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "httpx", None)  # makes `import httpx` fail
+    monkeypatch.delitem(sys.modules, "trio_context._httpx", raising=False)
+    with pytest.raises(ImportError, match=r"pip install trio-context\[httpx\]"):
+        tc.httpx_transport()
