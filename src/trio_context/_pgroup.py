@@ -1,0 +1,153 @@
+"""Plumbing for :mod:`._process`: output tails, process-group signals and liveness, start errors.
+
+Nothing here is public. Everything runs in the trio thread; the process-group helpers are
+POSIX-only, and the liveness check reads ``/proc`` when there is one (Linux) so that zombies,
+which only wait for their parent or for init to reap them, do not count as alive.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Final
+
+import trio
+
+MAX_LINE: Final = 1 << 16  # longer lines reach on_line in pieces
+_POLL: Final = 0.01  # seconds between checks for live group members
+
+
+class Tail:
+    """One output stream: keeps the last ``keep`` bytes and cuts lines for ``on_line``."""
+
+    def __init__(self, name: str, keep: int, capture: bool,
+                 on_line: Callable[[str, str], object] | None) -> None:
+        self.name = name
+        self.keep = keep if capture else 0
+        self.on_line = on_line
+        self.chunks: deque[bytes] = deque()
+        self.size = 0
+        self.truncated = False
+        self.partial = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        if self.keep:
+            self.chunks.append(data)
+            self.size += len(data)
+            while self.size - len(self.chunks[0]) >= self.keep:
+                self.size -= len(self.chunks.popleft())
+                self.truncated = True
+        elif data:
+            self.truncated = True
+        if self.on_line is not None:
+            buf = self.partial
+            buf += data
+            start = 0
+            while (nl := buf.find(b"\n", start)) >= 0:
+                self._emit(buf[start:nl])
+                start = nl + 1
+            del buf[:start]
+            while len(buf) > MAX_LINE:
+                self._emit(buf[:MAX_LINE])
+                del buf[:MAX_LINE]
+
+    def flush(self) -> None:
+        if self.on_line is not None and self.partial:
+            line, self.partial = self.partial, bytearray()
+            self._emit(line)
+
+    def _emit(self, line: bytearray) -> None:
+        assert self.on_line is not None
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        self.on_line(self.name, line.decode("utf-8", "replace"))
+
+    def tail(self) -> bytes:
+        data = b"".join(self.chunks)
+        if len(data) > self.keep:
+            self.truncated = True
+            data = data[len(data) - self.keep:]
+        return data
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether the group has a member that is not a zombie (zombies are only waiting for
+    their parent, or for init, to reap them)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:  # no /proc: kill() cannot tell zombies apart
+        return True
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()  # state, ppid, pgrp, ...
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
+
+
+async def group_gone(pgid: int) -> None:
+    # Polling: no kernel event tells a parent that its grandchildren are gone.
+    while group_alive(pgid):  # noqa: ASYNC110
+        await trio.sleep(_POLL)
+
+
+def number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"`{name}` must be a number of seconds, not {type(value).__name__}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"`{name}` must be non-negative, got {value!r}")
+    return float(value)
+
+
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def environment(env: Mapping[str, str | None] | None) -> dict[str, str] | None:
+    if env is None:
+        return None
+    merged = dict(os.environ)
+    for key, value in env.items():
+        if not _is_str(key) or not (value is None or _is_str(value)):
+            raise TypeError(f"`env` must map str to str or None, got {key!r}: {value!r}")
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def start_error(exc: OSError, program: str, cwd: str | None) -> OSError:
+    if cwd is not None and exc.filename == cwd:
+        what = f"`cwd` {cwd!r} cannot be used as the working directory: {exc.strerror}"
+    elif exc.errno == errno.ENOENT:
+        what = f"`command` not found: executable {program!r} does not exist or is not on PATH"
+    elif exc.errno == errno.EACCES:
+        what = f"`command` {program!r} cannot be executed: permission denied"
+    else:
+        what = f"`command` {program!r} could not be started: {exc.strerror}"
+    return type(exc)(exc.errno, what)

@@ -1,0 +1,167 @@
+"""Graceful and hard stops: a "stop now" twin of a "please stop" context, and cleanup contexts.
+
+Rules for callers:
+
+- A *soft* context says "please stop": finish the current step, save, answer the user. Its *hard*
+  twin, ``hard = with_grace(soft, seconds)``, says "stop now": it becomes done ``seconds`` after
+  ``soft`` is done. Give the soft one to code that can wind down and the hard one to whatever
+  enforces the end (``run_process`` sends its term signal on soft and SIGKILL on hard).
+- ``finally:`` work (upload logs, release a lock, the CI ``after_script``) must not run under the
+  cancelled context, or it is cancelled before it starts. Run it under
+  ``cleanup(ctx, seconds)``: same values, ``ctx``'s cancellation ignored, its own deadline::
+
+      try:
+          await build(ctx)
+      finally:
+          with tc.cleanup(ctx, 10).scope():
+              await upload_logs()
+
+- A *forced* stop (the second Ctrl-C, see :func:`open_signal_context`) still reaches both:
+  :func:`with_grace` and :func:`cleanup` contexts end as soon as the nearest hard context recorded
+  by ``open_signal_context`` (see :func:`hard_context`) is done.
+- Cancel the contexts these functions return once their work is over (or use ``with ctx:``): that
+  releases the callback they register on ``soft`` and on the hard twin at once.
+
+Both constructors need a running trio loop (deadlines are on trio's clock) and belong in the trio
+thread; :func:`hard_context` is safe from any thread.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final, final
+
+import trio
+
+from ._context import (
+    CancelContext,
+    Context,
+    after_func,
+    with_cancel,
+    without_cancel,
+)
+
+__all__ = ["cleanup", "hard_context", "with_grace"]
+
+
+@final
+class _HardKey:
+    """The value key under which ``open_signal_context`` records its hard context."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<trio_context hard-context key>"
+
+
+HARD_KEY: Final = _HardKey()
+
+
+def hard_context(ctx: Context) -> Context | None:
+    """Return the nearest hard ("stop now") context recorded above ``ctx``, or None.
+
+    ``open_signal_context`` records one: the context a second signal cancels. Pure lookup,
+    idempotent, safe from any thread::
+
+        hard = tc.hard_context(ctx)  # None outside open_signal_context()
+    """
+    found = ctx.value(HARD_KEY)
+    return found if isinstance(found, Context) else None
+
+
+def check_context(name: str, value: object) -> None:
+    if not isinstance(value, Context):
+        raise TypeError(f"`{name}` must be a trio_context.Context, not {type(value).__name__}")
+
+
+def _check_seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"`{name}` must be a number of seconds, not {type(value).__name__}")
+    seconds = float(value)
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"`{name}` must be non-negative seconds, got {value!r}")
+    return seconds
+
+
+def _require_trio(name: str) -> None:
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        raise RuntimeError(
+            f"{name}() needs a running trio loop (deadlines are on trio's clock)"
+        ) from None
+
+
+def _detached(ctx: Context) -> CancelContext:
+    """A cancellable context with ``ctx``'s values that ignores ``ctx``'s cancellation but ends
+    at once when ``ctx``'s hard twin (if any) is done, with the twin's cause."""
+    linked = with_cancel(without_cancel(ctx))
+    twin = hard_context(ctx)
+    if twin is not None:
+        # Linked through after_func rather than parented under the twin: a child of the twin
+        # would lose every value set between the twin and ``ctx`` (see docs/internals.md).
+        def force() -> None:
+            linked.cancel(twin.cause)
+
+        if twin.done.is_set():
+            force()
+        else:
+            after_func(linked, after_func(twin, force))
+    return linked
+
+
+def with_grace(soft: Context, seconds: float) -> CancelContext:
+    """Return the hard twin of ``soft``: a context that is done ``seconds`` after ``soft`` is.
+
+    It keeps ``soft``'s values and ignores its cancellation until the grace period has passed,
+    then ends with :class:`DeadlineExceeded` whose cause is ``soft``'s cause. A forced stop
+    (the hard context of :func:`open_signal_context`) ends it at once. ``seconds=0`` follows
+    ``soft`` immediately; ``math.inf`` waits for a forced stop or an explicit ``cancel()``.
+    Each call makes a new context; cancelling it early is allowed and releases its watch on
+    ``soft``. Call it in the trio thread::
+
+        hard = tc.with_grace(ctx, 5)
+        result = await tc.run_process(ctx, ["make"], hard=hard)
+
+    Raises:
+        TypeError: ``soft`` is not a context or ``seconds`` is not a number.
+        ValueError: ``seconds`` is negative or NaN.
+        RuntimeError: outside a trio run.
+    """
+    check_context("soft", soft)
+    grace = _check_seconds("seconds", seconds)
+    _require_trio("with_grace")
+    hard = _detached(soft)
+
+    def start_grace() -> None:
+        if grace == 0:
+            hard.cancel(soft.cause)
+        elif grace != math.inf:
+            hard.cancel_after(grace, cause=soft.cause)
+
+    after_func(hard, after_func(soft, start_grace))
+    return hard
+
+
+def cleanup(ctx: Context, timeout: float) -> CancelContext:
+    """Return a context for ``finally:`` work: ``ctx``'s values, none of its cancellation, and
+    its own deadline ``timeout`` seconds from now (it ends with :class:`DeadlineExceeded`).
+
+    A forced stop (the hard context of :func:`open_signal_context`) still ends it at once, so
+    a second Ctrl-C cuts cleanup short. ``math.inf`` means no deadline of its own. Each call
+    makes a new context; call it in the trio thread::
+
+        with tc.cleanup(ctx, 10) as cctx:
+            await upload_logs(cctx)
+
+    Raises:
+        TypeError: ``ctx`` is not a context or ``timeout`` is not a number.
+        ValueError: ``timeout`` is negative or NaN.
+        RuntimeError: outside a trio run.
+    """
+    check_context("ctx", ctx)
+    budget = _check_seconds("timeout", timeout)
+    _require_trio("cleanup")
+    result = _detached(ctx)
+    result.cancel_after(budget)
+    return result
