@@ -22,6 +22,13 @@ from ._context import without_cancel as without_cancel
 from ._errors import ContextCancelled as ContextCancelled
 from ._errors import ContextError as ContextError
 from ._errors import DeadlineExceeded as DeadlineExceeded
+from ._http import GRPC_TIMEOUT_HEADER as GRPC_TIMEOUT_HEADER
+from ._http import TIMEOUT_MS_HEADER as TIMEOUT_MS_HEADER
+from ._http import ContextMiddleware as ContextMiddleware
+from ._http import httpx_transport as httpx_transport
+from ._idle import IdleContext as IdleContext
+from ._idle import IdleTimeout as IdleTimeout
+from ._idle import with_idle_timeout as with_idle_timeout
 from ._propagation import DEADLINE_ENV_VAR as DEADLINE_ENV_VAR
 from ._propagation import encode_baggage as encode_baggage
 from ._propagation import encode_grpc_timeout as encode_grpc_timeout
@@ -31,10 +38,3 @@ from ._propagation import from_environ as from_environ
 from ._propagation import parse_baggage as parse_baggage
 from ._propagation import parse_grpc_timeout as parse_grpc_timeout
 from ._propagation import parse_timeout_ms as parse_timeout_ms
-from ._idle import IdleContext as IdleContext
-from ._idle import IdleTimeout as IdleTimeout
-from ._idle import with_idle_timeout as with_idle_timeout
-from ._http import GRPC_TIMEOUT_HEADER as GRPC_TIMEOUT_HEADER
-from ._http import TIMEOUT_MS_HEADER as TIMEOUT_MS_HEADER
-from ._http import ContextMiddleware as ContextMiddleware
-from ._http import httpx_transport as httpx_transport
