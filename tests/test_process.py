@@ -1,0 +1,379 @@
+"""Tests for ``run_process`` (``_process.py``) with real subprocesses.
+
+No sleep-and-hope: a child says "ready" (seen through ``on_line``) before the test acts on it,
+and "nothing left behind" is checked in ``/proc`` (live members of the process group) and with
+``waitpid`` (the leader was reaped).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+
+import trio_context as tc
+from trio_context._process import ProcessFailed, ProcessResult, run_process
+
+pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc")
+
+
+def live_members(pgid: int) -> list[int]:
+    """Pids of the non-zombie processes in process group ``pgid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path("/proc", entry, "stat").read_bytes()
+        except OSError:
+            continue
+        state, _ppid, pgrp = stat[stat.rfind(b")") + 2:].split()[:3]
+        if int(pgrp) == pgid and state != b"Z":
+            found.append(int(entry))
+    return found
+
+
+def assert_nothing_left(result: ProcessResult) -> None:
+    assert live_members(result.pid) == []
+    with pytest.raises(ChildProcessError):
+        os.waitpid(result.pid, os.WNOHANG)  # already reaped: not our zombie
+
+
+class Lines:
+    """An ``on_line`` that records lines and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+        self._waiters: list[tuple[Callable[[str], bool], trio.Event]] = []
+
+    def __call__(self, stream: str, line: str) -> None:
+        self.lines.append((stream, line))
+        for match, event in self._waiters:
+            if match(line):
+                event.set()
+
+    async def wait_for(self, prefix: str) -> str:
+        for _, line in self.lines:
+            if line.startswith(prefix):
+                return line
+        event = trio.Event()
+        self._waiters.append((lambda line: line.startswith(prefix), event))
+        await event.wait()
+        return next(line for _, line in self.lines if line.startswith(prefix))
+
+    def text(self, stream: str = "stdout") -> list[str]:
+        return [line for s, line in self.lines if s == stream]
+
+
+async def test_exit_code_and_output() -> None:
+    result = await run_process(tc.background(), ["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert result.returncode == 3
+    assert result.signal is None
+    assert result.outcome == "exited"
+    assert (result.stdout, result.stderr) == (b"out\n", b"err\n")
+    assert not result.stdout_truncated and not result.stderr_truncated
+    assert not result.ok and result.cause is None and result.stop_duration is None
+    assert result.args == ("sh", "-c", "echo out; echo err >&2; exit 3")
+    assert result.describe() == "exited with code 3"
+    assert "exited with code 3" in repr(result)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        result.returncode = 0  # type: ignore[misc]
+    assert_nothing_left(result)
+
+
+async def test_check_raises_process_failed() -> None:
+    with pytest.raises(ProcessFailed, match="exited with code 1") as info:
+        await run_process(tc.background(), ["false"], check=True)
+    assert info.value.result.returncode == 1
+    ok = await run_process(tc.background(), ["true"], check=True)
+    assert ok.ok
+
+
+async def test_shell_env_and_cwd(tmp_path: Path) -> None:
+    os.environ["TC_TEST_REMOVED"] = "present"
+    try:
+        result = await run_process(
+            tc.background(),
+            'echo "$GREETING ${TC_TEST_REMOVED:-gone} $(pwd)"; echo "$PATH" | head -c 1',
+            shell=True,
+            env={"GREETING": "hi", "TC_TEST_REMOVED": None},
+            cwd=tmp_path,
+        )
+    finally:
+        del os.environ["TC_TEST_REMOVED"]
+    first, path_start = result.stdout.decode().splitlines()
+    assert first == f"hi gone {tmp_path}"
+    assert path_start == "/"  # merged over os.environ: PATH is inherited
+    assert result.args == 'echo "$GREETING ${TC_TEST_REMOVED:-gone} $(pwd)"; echo "$PATH" | head -c 1'
+
+
+async def test_missing_executable_names_the_argument() -> None:
+    with pytest.raises(FileNotFoundError, match="`command` not found.*no-such-program-xyz"):
+        await run_process(tc.background(), ["no-such-program-xyz", "--help"])
+
+
+async def test_bad_cwd_names_the_argument(tmp_path: Path) -> None:
+    with pytest.raises(NotADirectoryError, match="`cwd` is not a directory"):
+        await run_process(tc.background(), ["true"], cwd=tmp_path / "missing")
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(NotADirectoryError, match="`cwd`"):
+        await run_process(tc.background(), ["true"], cwd=a_file)
+
+
+async def test_not_executable_names_the_argument(tmp_path: Path) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+    with pytest.raises(PermissionError, match="`command`.*permission denied"):
+        await run_process(tc.background(), [str(script)])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"command": "echo hi"}, TypeError, "pass shell=True"),
+        ({"command": ["echo"], "shell": True}, TypeError, "must be a string when shell=True"),
+        ({"command": []}, ValueError, "must not be empty"),
+        ({"grace": -1}, ValueError, "`grace` must be non-negative"),
+        ({"drain_timeout": "1"}, TypeError, "`drain_timeout` must be a number"),
+        ({"max_output": -1}, ValueError, "`max_output`"),
+        ({"on_line": 3}, TypeError, "`on_line` must be a callable"),
+        ({"hard": "ctx"}, TypeError, "`hard` must be a trio_context.Context"),
+        ({"env": {"A": 1}}, TypeError, "`env` must map str to str or None"),
+        ({"term_signal": 12345}, ValueError, "12345"),
+    ],
+)
+async def test_bad_arguments(kwargs: dict[str, object], error: type[Exception], match: str) -> None:
+    kwargs.setdefault("command", ["true"])
+    with pytest.raises(error, match=match):
+        await run_process(tc.background(), **kwargs)  # type: ignore[arg-type]
+
+
+async def test_done_context_starts_nothing(tmp_path: Path) -> None:
+    ctx = tc.with_cancel(tc.background())
+    ctx.cancel()
+    marker = tmp_path / "ran"
+    with pytest.raises(tc.ContextCancelled):
+        await run_process(ctx, ["touch", str(marker)])
+    assert not marker.exists()
+
+
+async def test_cancel_sends_term_to_the_group_and_reports_the_cause() -> None:
+    ctx = tc.with_cancel(tc.background())
+    lines = Lines()
+    why = RuntimeError("user pressed stop")
+    script = "trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.05; done"
+
+    async def stop_when_ready() -> None:
+        await lines.wait_for("ready")
+        ctx.cancel(why)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stop_when_ready)
+        result = await run_process(ctx, ["sh", "-c", script], on_line=lines, grace=30)
+    assert result.outcome == "cancelled"
+    assert result.cause is why
+    assert result.returncode == 0
+    assert result.stop_duration is not None and result.stop_duration < 30
+    assert lines.text() == ["ready", "got-term"]
+    assert_nothing_left(result)
+
+
+async def test_check_raises_the_context_error_when_stopped() -> None:
+    ctx = tc.with_cancel(tc.background())
+    lines = Lines()
+
+    async def stop_when_ready() -> None:
+        await lines.wait_for("ready")
+        ctx.cancel(KeyError("stop"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stop_when_ready)
+        with pytest.raises(tc.ContextCancelled) as info:
+            await run_process(ctx, ["sh", "-c", "echo ready; exec sleep 60"], on_line=lines,
+                              check=True)
+    assert isinstance(info.value.__cause__, KeyError)
+    assert any("was killed by SIGTERM (cancelled)" in note for note in info.value.__notes__)
+
+
+async def test_timeout_gives_timed_out() -> None:
+    lines = Lines()
+    ctx = tc.with_timeout(tc.background(), 0.5)
+    result = await run_process(ctx, ["sh", "-c", "echo ready; exec sleep 60"], on_line=lines)
+    assert result.outcome == "timed_out"
+    assert result.signal == signal.SIGTERM and result.returncode == -signal.SIGTERM
+    assert isinstance(result.cause, tc.DeadlineExceeded)
+    assert_nothing_left(result)
+
+
+async def test_grandchild_ignoring_term_is_killed_after_grace() -> None:
+    ctx = tc.with_cancel(tc.background())
+    lines = Lines()
+    # The shell starts a grandchild that ignores SIGTERM (SIG_IGN survives exec) and holds
+    # the pipes; the shell itself dies of SIGTERM.
+    script = "sh -c 'trap \"\" TERM; echo grandchild $$; exec sleep 1000' & wait"
+
+    async def stop_when_ready() -> None:
+        await lines.wait_for("grandchild")
+        ctx.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stop_when_ready)
+        with trio.fail_after(20):
+            result = await run_process(ctx, ["sh", "-c", script], on_line=lines, grace=0.3)
+    grandchild = int((await lines.wait_for("grandchild")).split()[1])
+    assert result.outcome == "killed"
+    assert result.signal == signal.SIGTERM  # the leader obeyed; the group needed SIGKILL
+    assert not result.stragglers_killed  # it was a stop, not the drain guard
+    assert result.stop_duration is not None and result.stop_duration >= 0.3
+    assert_nothing_left(result)
+    assert grandchild not in live_members(result.pid)
+
+
+async def test_leader_exits_while_grandchild_holds_stdout() -> None:
+    with trio.fail_after(20):
+        result = await run_process(
+            tc.background(), ["sh", "-c", "sleep 1000 & echo leader-done"], drain_timeout=0.2
+        )
+    assert result.outcome == "exited" and result.returncode == 0
+    assert result.stdout == b"leader-done\n"
+    assert result.stragglers_killed
+    assert_nothing_left(result)
+
+
+async def test_background_member_that_closed_the_pipes_is_killed_too() -> None:
+    script = "sleep 1000 </dev/null >/dev/null 2>&1 & echo $!"
+    with trio.fail_after(20):
+        result = await run_process(tc.background(), ["sh", "-c", script], drain_timeout=0.2)
+    assert result.outcome == "exited"
+    assert result.stragglers_killed
+    assert_nothing_left(result)
+
+
+async def test_flood_on_both_pipes_does_not_deadlock() -> None:
+    script = "head -c 100000000 /dev/zero & head -c 100000000 /dev/zero >&2; wait"
+    with trio.fail_after(60):
+        result = await run_process(tc.background(), ["sh", "-c", script], max_output=4096)
+    assert result.outcome == "exited" and result.returncode == 0
+    assert result.stdout == result.stderr == b"\0" * 4096
+    assert result.stdout_truncated and result.stderr_truncated
+    assert_nothing_left(result)
+
+
+async def test_default_max_output_keeps_the_tail() -> None:
+    script = "seq 1 300000"  # about 1.9 MB
+    result = await run_process(tc.background(), ["sh", "-c", script])
+    assert len(result.stdout) == 1 << 20
+    assert result.stdout.endswith(b"299999\n300000\n")
+    assert result.stdout_truncated and not result.stderr_truncated
+
+
+async def test_on_line_lines() -> None:
+    lines = Lines()
+    script = r"printf 'a\r\nb\n\377x\n'; printf 'err\n' >&2; printf 'no newline'"
+    result = await run_process(tc.background(), ["sh", "-c", script], on_line=lines)
+    assert lines.text("stdout") == ["a", "b", "\ufffdx", "no newline"]
+    assert lines.text("stderr") == ["err"]
+    assert result.stdout == b"a\r\nb\n\377x\nno newline"
+
+
+async def test_on_line_splits_very_long_lines() -> None:
+    lines = Lines()
+    await run_process(tc.background(), ["sh", "-c", "head -c 200000 /dev/zero | tr '\\0' a"],
+                      on_line=lines, capture=False)
+    sizes = [len(line) for _, line in lines.lines]
+    assert sizes == [65536, 65536, 65536, 200000 - 3 * 65536]
+
+
+async def test_capture_false_keeps_nothing() -> None:
+    lines = Lines()
+    result = await run_process(tc.background(), ["echo", "hi"], capture=False, on_line=lines)
+    assert result.stdout == b""
+    assert result.stdout_truncated  # output was produced but not kept
+    assert lines.text() == ["hi"]
+
+
+async def test_on_line_error_kills_the_group_and_propagates() -> None:
+    def explode(stream: str, line: str) -> None:
+        raise LookupError(f"bad line {line!r}")
+
+    with trio.fail_after(20), pytest.raises(LookupError, match="bad line 'ready'"):
+        await run_process(tc.background(), ["sh", "-c", "echo ready; exec sleep 1000"],
+                          on_line=explode)
+
+
+async def test_hard_context_kills_at_once() -> None:
+    hard = tc.with_cancel(tc.background())
+    lines = Lines()
+    why = RuntimeError("destroy()")
+
+    async def destroy_when_ready() -> None:
+        await lines.wait_for("ready")
+        hard.cancel(why)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(destroy_when_ready)
+        result = await run_process(tc.background(), ["sh", "-c", "echo ready; exec sleep 1000"],
+                                   on_line=lines, hard=hard)
+    assert result.outcome == "killed"
+    assert result.signal == signal.SIGKILL
+    assert result.cause is why
+    assert_nothing_left(result)
+
+
+async def test_custom_term_signal() -> None:
+    ctx = tc.with_cancel(tc.background())
+    lines = Lines()
+    script = "trap 'echo got-int; exit 5' INT; echo ready; while :; do sleep 0.05; done"
+
+    async def stop_when_ready() -> None:
+        await lines.wait_for("ready")
+        ctx.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stop_when_ready)
+        result = await run_process(ctx, ["sh", "-c", script], on_line=lines,
+                                   term_signal=signal.SIGINT)
+    assert (result.outcome, result.returncode) == ("cancelled", 5)
+    assert lines.text()[-1] == "got-int"
+
+
+async def test_outer_cancellation_stops_the_group_and_reraises() -> None:
+    lines = Lines()
+    script = "trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.05; done"
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            async def cancel_when_ready() -> None:
+                await lines.wait_for("ready")
+                scope.cancel()
+
+            nursery.start_soon(cancel_when_ready)
+            await run_process(tc.background(), ["sh", "-c", script], on_line=lines)
+    assert scope.cancelled_caught
+    assert lines.text() == ["ready", "got-term"]  # asked politely, output still drained
+
+
+async def test_inside_ctx_scope_raises_ctx_err_after_stopping() -> None:
+    ctx = tc.with_timeout(tc.background(), 0.3)
+    lines = Lines()
+    script = "trap '' TERM; echo ready $$; exec sleep 1000"
+    with trio.fail_after(20), pytest.raises(tc.DeadlineExceeded):
+        with ctx.scope():
+            await run_process(ctx, ["sh", "-c", script], on_line=lines, grace=0.2)
+    pid = int(lines.text()[0].split()[1])
+    # the group was killed and the leader reaped before the exception left run_process
+    assert live_members(pid) == []
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+async def test_python_child_uses_sys_executable() -> None:
+    result = await run_process(tc.background(), [sys.executable, "-c", "print('py ok')"])
+    assert result.stdout.strip() == b"py ok"
