@@ -38,3 +38,12 @@ from ._propagation import from_environ as from_environ
 from ._propagation import parse_baggage as parse_baggage
 from ._propagation import parse_grpc_timeout as parse_grpc_timeout
 from ._propagation import parse_timeout_ms as parse_timeout_ms
+from ._process import ProcessFailed as ProcessFailed
+from ._process import ProcessResult as ProcessResult
+from ._process import run_process as run_process
+from ._signals import SignalReceived as SignalReceived
+from ._signals import open_signal_context as open_signal_context
+from ._stops import cleanup as cleanup
+from ._stops import hard_context as hard_context
+from ._stops import with_grace as with_grace
+from ._threads import to_thread as to_thread
