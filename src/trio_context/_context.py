@@ -222,7 +222,7 @@ class Context:
     _values: dict[Hashable, Any]
     _kind: str
     _label_arg: object
-    _children: set[weakref.ref[Context]] | None
+    _children: _Children | None
     _done: weakref.ref[Done] | None
 
     def __init__(self) -> None:
@@ -348,7 +348,7 @@ class Context:
         if not kids:
             return []
         out: list[Context] = []
-        for ref in kids.copy():
+        for ref in list(kids.values()):
             child = ref()
             if child is not None and child.err is None:
                 out.append(child)
@@ -417,13 +417,30 @@ class Context:
             with _lock:
                 kids = self._children
                 if kids is None:
-                    kids = self._children = set()
-        elif len(kids) >= 64 and len(kids) & (len(kids) - 1) == 0:
-            # Amortised purge of dead references: children are held weakly without callbacks.
-            for ref in kids.copy():
-                if ref() is None:
-                    kids.discard(ref)
-        kids.add(weakref.ref(child))
+                    kids = self._children = _Children()
+        elif len(kids) >= kids.purge_at:
+            kids.purge()
+        kids[id(child)] = weakref.ref(child)
+
+
+class _Children(dict[int, weakref.ref[Context]]):
+    """A context's children, held weakly, by id. The references carry no callback (that would
+    cost memory per child). A dead child's entry is overwritten by the next child that gets
+    its address, and the rest are purged when the dict has doubled since the last purge, so
+    adding stays amortised O(1). (A set of weakrefs is slow here: reused addresses make every
+    new child collide with dead entries of equal hash.)"""
+
+    __slots__ = ("purge_at",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.purge_at = 64
+
+    def purge(self) -> None:
+        for key, ref in list(self.items()):
+            if ref() is None:
+                self.pop(key, None)
+        self.purge_at = max(64, 2 * len(self))
 
 
 class CancelContext(Context):
@@ -586,7 +603,7 @@ class CancelContext(Context):
     def _detach(self) -> None:
         parent = self._parent
         if parent is not None and parent._children is not None:
-            parent._children.discard(weakref.ref(self))
+            parent._children.pop(id(self), None)
 
     def _raise_err(self) -> NoReturn:
         err, cause = self._err, self._cause
@@ -655,7 +672,7 @@ def _finish_tree(
                 callbacks.extend(after)
         kids = node._children
         if kids:
-            snapshot = kids.copy()
+            snapshot = list(kids.values())
             kids.clear()
             for ref in snapshot:
                 child = ref()
@@ -694,7 +711,7 @@ def _move_deadline(root: CancelContext, deadline: float, clock: trio.abc.Clock) 
                 for cs in node._scopes.copy():
                     cs.deadline = min(cs.deadline, node._scope_deadline())
         if node._children:
-            for ref in node._children.copy():
+            for ref in list(node._children.values()):
                 child = ref()
                 if child is not None:
                     stack.append(child)
@@ -942,25 +959,32 @@ def _clock_for(what: str) -> trio.abc.Clock:
 def _new_cancel(
     cls: type[CancelContext], parent: Context, kind: str, label_arg: object = None
 ) -> Any:
+    # Written out rather than built on _new(): creation is a hot path (benchmarks/core.py).
     psrc = parent._canceller()
-    ctx: CancelContext = _new(cls, parent, kind, label_arg, None, parent._values)
-    if psrc is not None:
-        ctx._deadline = psrc._deadline
-        ctx._deadline_src = psrc._deadline_src if psrc._deadline_src is not None else psrc
-        ctx._clock = psrc._clock
-        ctx._token = psrc._token
-    else:
-        ctx._deadline = _INF
-        ctx._deadline_src = None
-        ctx._clock = None
-        ctx._token = None
+    ctx = object.__new__(cls)
+    ctx._parent = parent
+    ctx._shared = None
+    ctx._values = parent._values
+    ctx._kind = kind
+    ctx._label_arg = label_arg
+    ctx._children = None
+    ctx._done = None
     ctx._err = None
     ctx._cause = None
     ctx._origin = None
     ctx._scopes = None
     ctx._after = None
     ctx._with_binding = None
-    if psrc is not None and psrc._poll() is not None:
+    parent._add_child(ctx)
+    if psrc is None:
+        ctx._deadline = _INF
+        ctx._deadline_src = ctx._clock = ctx._token = None
+        return ctx
+    ctx._deadline = psrc._deadline
+    ctx._deadline_src = psrc._deadline_src if psrc._deadline_src is not None else psrc
+    ctx._clock = psrc._clock
+    ctx._token = psrc._token
+    if psrc._err is not None or (psrc._clock is not None and psrc._poll() is not None):
         # Born done: the parent's err and cause (a concurrent parent cancel may get here first).
         with _lock:
             if ctx._err is None:
