@@ -431,3 +431,7 @@ def _signal_of(returncode: int) -> Signals | None:
         return Signals(-returncode)
     except ValueError:
         return None
+
+
+for _obj in (ProcessResult, ProcessFailed, run_process):
+    _obj.__module__ = "trio_context"

@@ -139,3 +139,7 @@ async def open_signal_context(
         for num, old in previous.items():
             signal.signal(num, old if old is not None else signal.SIG_DFL)
         hard.cancel()
+
+
+for _obj in (SignalReceived, open_signal_context):
+    _obj.__module__ = "trio_context"

@@ -165,3 +165,7 @@ def cleanup(ctx: Context, timeout: float) -> CancelContext:
     result = _detached(ctx)
     result.cancel_after(budget)
     return result
+
+
+for _obj in (with_grace, cleanup, hard_context):
+    _obj.__module__ = "trio_context"

@@ -119,3 +119,6 @@ async def to_thread(
     finally:
         child.cancel()
     raise AssertionError("unreachable: scope() swallowed its own cancellation")  # pragma: no cover
+
+
+to_thread.__module__ = "trio_context"
