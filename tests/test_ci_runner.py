@@ -356,12 +356,13 @@ async def test_live_display_draws_a_status_block(tmp_path: Path) -> None:
     live.step_stopping("a")
     live.job_stopping("cancelling…")
     live.step_finished(StepResult("a", "cancelled", None, 0.5, "SIGINT"))
-    live.close()
     text = out.getvalue()
     assert "[a]     hello\n" in text
     assert "\x1b[J" in text  # the block is erased before each new line
     final_block = text.rsplit("\x1b[J", 1)[1]
-    assert "cancelling…" in final_block.splitlines()[0]
+    assert final_block.splitlines()[0] == "[a]     -- cancelled in 0.5s: SIGINT"
+    assert "cancelling…" in final_block.splitlines()[1]
     assert "⊘ a" in final_block and "cancelled  0.5s  SIGINT" in final_block
     assert "· b" in final_block and "queued" in final_block
-    assert text.endswith("\x1b[?25h")
+    live.close()
+    assert out.getvalue()[len(text) :] == "\x1b[3F\x1b[J\x1b[?25h"  # erased, cursor shown

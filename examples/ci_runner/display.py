@@ -54,7 +54,7 @@ _SYMBOLS = {
     "cancelling": "…",
     "passed": "✓",
     "failed": "✗",
-    "timed_out": "⏱",
+    "timed_out": "◔",
     "cancelled": "⊘",
     "skipped": "-",
 }
@@ -193,10 +193,8 @@ class LiveDisplay(PlainDisplay):
             await trio.sleep(0.1)
 
     def close(self) -> None:
-        """Leave the last block on screen and show the cursor again."""
+        """Erase the block (the summary table takes its place) and show the cursor again."""
         self.erase_block()
-        self.draw_block()
-        self.block_height = 0
         self.out.write("\x1b[?25h")
         self.out.flush()
 
@@ -215,7 +213,13 @@ class LiveDisplay(PlainDisplay):
         if self.job_message:
             header += f"  {self.job_message}"
         lines = [self.paint(header[:columns], "1;33" if self.job_message else "1")]
-        for step in self.pipeline.steps:
+        steps = list(self.pipeline.steps)
+        rows = shutil.get_terminal_size((100, 24)).lines
+        if len(steps) + 1 >= rows:  # too tall to redraw in place: show the active steps only
+            steps = [s for s in steps if self.states[s.name] in ("running", "cancelling")]
+            steps = steps[: max(rows - 3, 0)]
+            lines.append(self.paint(f"  ({len(self.pipeline.steps) - len(steps)} more)", "2"))
+        for step in steps:
             state = self.states[step.name]
             text = f"  {_SYMBOLS[state]} {step.name.ljust(self.name_width)} "
             result = self.results.get(step.name)

@@ -378,10 +378,8 @@ class _Checker:
         if bad or len(names) != len(steps):
             return
         for cycle in _find_cycles(names):
-            first = names[cycle[0]]
-            self.problem(
-                first.line, f"step {first.name!r}: needs form a cycle: {' -> '.join(cycle)}"
-            )
+            head = names[cycle[0]]
+            self.problem(head.line, f"step {head.name!r}: needs form a cycle: {' -> '.join(cycle)}")
 
 
 def _find_cycles(steps: Mapping[str, Step]) -> list[list[str]]:
