@@ -144,7 +144,9 @@ class _JobRun:
         start = trio.current_time()
         stop_watch = tc.after_func(self.job, self.on_job_done)
         try:
-            with tempfile.TemporaryDirectory(prefix="ci_runner-") as scratch:
+            with tempfile.TemporaryDirectory(
+                prefix="ci_runner-", ignore_cleanup_errors=True
+            ) as scratch:
                 self.env["CI_RUNNER_TEMP"] = scratch
                 async with trio.open_nursery() as nursery:
                     for step in self.pipeline.steps:
