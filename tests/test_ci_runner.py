@@ -366,3 +366,16 @@ async def test_live_display_draws_a_status_block(tmp_path: Path) -> None:
     assert "· b" in final_block and "queued" in final_block
     live.close()
     assert out.getvalue()[len(text) :] == "\x1b[3F\x1b[J\x1b[?25h"  # erased, cursor shown
+
+
+def test_graph_problems_are_reported_with_other_problems(tmp_path: Path) -> None:
+    text = (
+        '[[steps]]\nname = "build"\nrun = "make"\ntimout = 3\n'
+        '[[steps]]\nname = "test"\nrun = "true"\nneeds = ["lint"]\n'
+        '[[steps]]\nname = "lint"\nneeds = ["test"]\n'
+    )
+    assert problems(text, tmp_path) == [
+        (4, "step 'build': unknown key 'timout' (did you mean 'timeout'?)"),
+        (6, "step 'test': needs form a cycle: test -> lint -> test"),
+        (9, "step 'lint': missing run = \"...\" (the shell command of the step)"),
+    ]

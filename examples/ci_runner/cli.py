@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = trio.run(run_job, pipeline, args.max_lines)
     except KeyboardInterrupt:
-        print("\nci_runner: interrupted a third time, exiting at once", file=sys.stderr)
+        print("\nci_runner: interrupted again, exiting at once", file=sys.stderr)
         return 130
     print(format_summary(result), flush=True)
     if args.json is not None:

@@ -185,6 +185,7 @@ class _Checker:
         self.path = path
         self.base = path.resolve().parent
         self.problems: list[Problem] = []
+        self.nodes: list[_Node] = []  # every step with a readable name and needs
 
     def problem(self, line: int | None, message: str) -> None:
         self.problems.append(Problem(line, message))
@@ -204,8 +205,7 @@ class _Checker:
             raw_steps = []
         steps = [self.check_step(i, raw) for i, raw in enumerate(raw_steps)]
         checked = [s for s in steps if s is not None]
-        if len(checked) == len(steps):
-            self.check_graph(checked)
+        self.check_graph()
         if self.problems or job is None:
             raise PipelineError(self.path, self.problems)
         return Pipeline(path=self.path, job=job, steps=tuple(checked))
@@ -268,7 +268,9 @@ class _Checker:
         if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
             ok = False
             self.problem(key_line("needs"), f"{where}: needs must be a list of step names")
-            needs = []
+        elif isinstance(name, str) and name.strip():
+            step_line = self.source.step_key_line(index, "name") or line
+            self.nodes.append(_Node(index, name, tuple(dict.fromkeys(needs)), step_line))
         cwd_text = raw.get("cwd", ".")
         cwd = self.base
         if not isinstance(cwd_text, str):
@@ -350,39 +352,53 @@ class _Checker:
                 return None
         return env
 
-    def check_graph(self, steps: list[Step]) -> None:
-        """Check that needs name existing steps, once each, and that they form no cycle."""
-        names: dict[str, Step] = {}
-        for step in steps:
-            if step.name in names:
-                first = names[step.name].line
+    def check_graph(self) -> None:
+        """Check that needs name existing steps, once each, and that they form no cycle.
+
+        Runs over every step whose name and needs are readable, even when the step has other
+        problems, so that one run reports everything.
+        """
+        names: dict[str, _Node] = {}
+        for node in self.nodes:
+            if node.name in names:
+                first = names[node.name].line
                 self.problem(
-                    step.line,
-                    f"step {step.name!r}: duplicate name (first defined at line {first})",
+                    node.line,
+                    f"step {node.name!r}: duplicate name (first defined at line {first})",
                 )
             else:
-                names[step.name] = step
+                names[node.name] = node
         bad = False
-        for step in steps:
-            for need in step.needs:
-                if need == step.name:
+        for node in self.nodes:
+            for need in node.needs:
+                if need == node.name:
                     bad = True
-                    self.problem(step.line, f"step {step.name!r}: needs itself")
+                    self.problem(node.line, f"step {node.name!r}: needs itself")
                 elif need not in names:
                     bad = True
                     self.problem(
-                        self.source.step_key_line(steps.index(step), "needs") or step.line,
-                        f"step {step.name!r}: needs unknown step {need!r}"
+                        self.source.step_key_line(node.index, "needs") or node.line,
+                        f"step {node.name!r}: needs unknown step {need!r}"
                         f"{_did_you_mean(need, names)}",
                     )
-        if bad or len(names) != len(steps):
+        if bad or len(names) != len(self.nodes):
             return
-        for cycle in _find_cycles(names):
+        for cycle in _find_cycles({name: node.needs for name, node in names.items()}):
             head = names[cycle[0]]
             self.problem(head.line, f"step {head.name!r}: needs form a cycle: {' -> '.join(cycle)}")
 
 
-def _find_cycles(steps: Mapping[str, Step]) -> list[list[str]]:
+@attrs.frozen
+class _Node:
+    """A step as the needs graph sees it: its position, name, needs and line."""
+
+    index: int
+    name: str
+    needs: tuple[str, ...]
+    line: int | None
+
+
+def _find_cycles(graph: Mapping[str, tuple[str, ...]]) -> list[list[str]]:
     """Return one path per cycle in the needs graph, each starting and ending at the same step."""
     state: dict[str, Literal["visiting", "done"]] = {}
     cycles: list[list[str]] = []
@@ -390,7 +406,7 @@ def _find_cycles(steps: Mapping[str, Step]) -> list[list[str]]:
     def visit(name: str, path: list[str]) -> None:
         state[name] = "visiting"
         path.append(name)
-        for need in steps[name].needs:
+        for need in graph[name]:
             if state.get(need) == "visiting":
                 cycles.append([*path[path.index(need) :], need])
             elif need not in state:
@@ -398,7 +414,7 @@ def _find_cycles(steps: Mapping[str, Step]) -> list[list[str]]:
         path.pop()
         state[name] = "done"
 
-    for name in steps:
+    for name in graph:
         if name not in state:
             visit(name, [])
     return cycles
