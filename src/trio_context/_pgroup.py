@@ -17,7 +17,8 @@ from typing import Final
 import trio
 
 MAX_LINE: Final = 1 << 16  # longer lines reach on_line in pieces
-_POLL: Final = 0.01  # seconds between checks for live group members
+_POLL_FIRST: Final = 0.005  # seconds between checks for live group members, doubling...
+_POLL_MAX: Final = 0.1  # ...up to this
 
 
 class Tail:
@@ -107,8 +108,10 @@ def group_alive(pgid: int) -> bool:
 
 async def group_gone(pgid: int) -> None:
     # Polling: no kernel event tells a parent that its grandchildren are gone.
-    while group_alive(pgid):  # noqa: ASYNC110
-        await trio.sleep(_POLL)
+    pause = _POLL_FIRST
+    while group_alive(pgid):
+        await trio.sleep(pause)
+        pause = min(pause * 2, _POLL_MAX)
 
 
 def number(name: str, value: object) -> float:

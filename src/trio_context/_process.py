@@ -26,7 +26,9 @@ Rules for callers:
   deadlocks; only the last ``max_output`` bytes of each are kept. ``on_line(stream, line)`` is
   called in the trio thread with each line (UTF-8, errors replaced, without ``\\n``/``\\r\\n``;
   longer than 64 KiB arrives in pieces). It must be quick and must not block.
-- POSIX only (process groups).
+- POSIX only (process groups). Real processes and ``MockClock(autojump_threshold=0)`` do not
+  mix: waiting for a child looks idle to trio, so the fake clock jumps through ``grace`` and
+  ``drain_timeout`` at once.
 """
 
 from __future__ import annotations
@@ -142,6 +144,7 @@ class _Run:
         self.open_pipes = 0
         self.pipes_closed = trio.Event()
         self.leader_done = False
+        self.reaped = False  # from then on the group id may be reused: send nothing
         self.term_sent = False
         self.kill_sent = False
         self.stopping = False  # asked to stop before the leader exited
@@ -199,7 +202,7 @@ class _Run:
         if not self.leader_done and not self.stopping:
             self.stopping = True
             self.stop_at = trio.current_time()
-        if not self.term_sent:
+        if not self.term_sent and not self.reaped:
             self.term_sent = True
             signal_group(self.pgid, self.term_signal)
 
@@ -226,7 +229,8 @@ class _Run:
 
     def kill(self) -> None:
         self.kill_sent = True
-        signal_group(self.pgid, signal.SIGKILL)
+        if not self.reaped:
+            signal_group(self.pgid, signal.SIGKILL)
 
     async def settled(self) -> None:
         """Wait until the pipes are closed and no live member is left in the group."""
@@ -261,6 +265,7 @@ class _Run:
             self.kill()
             with trio.move_on_after(max(self.drain_timeout, 1.0)):
                 await group_gone(self.pgid)
+        self.reaped = True
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 await stream.aclose()

@@ -41,8 +41,8 @@ async def main(third: bool) -> None:
             assert isinstance(cause, tc.SignalReceived), cause
             say("forced", cause.signum.name, f"forced={cause.forced}")
         if third:
-            say("waiting-third")
             try:
+                say("waiting-third")  # inside the try: the signal may come at once
                 await trio.sleep_forever()
             except KeyboardInterrupt:
                 say("keyboard-interrupt")
