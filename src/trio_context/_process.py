@@ -78,7 +78,9 @@ class ProcessResult:
     was needed (grace expired, or the hard context ended). ``cause`` is the cause of the
     context that stopped it (None for ``"exited"``). ``duration`` runs from start to reaping,
     ``stop_duration`` from the first stop signal to reaping (None if never asked to stop),
-    both in seconds on trio's clock.
+    both in seconds on trio's clock. ``stdout_truncated`` says output was dropped (more than
+    ``max_output``, or any output with ``capture=False``). ``stragglers_killed`` says members
+    of the group outlived a leader that exited on its own and were killed.
     """
 
     args: str | tuple[str, ...]
@@ -117,7 +119,12 @@ class ProcessResult:
 class ProcessFailed(Exception):
     """Raised by ``run_process(..., check=True)`` when the process did not exit with code 0.
 
-    ``result`` is the full :class:`ProcessResult`.
+    ``result`` is the full :class:`ProcessResult`::
+
+        try:
+            await tc.run_process(ctx, ["make"], check=True)
+        except tc.ProcessFailed as exc:
+            print(exc.result.stderr.decode()[-2000:])
     """
 
     def __init__(self, result: ProcessResult) -> None:
@@ -314,8 +321,9 @@ async def run_process(
     working directory. ``capture=False`` keeps no output: without ``on_line`` the child then
     writes straight to this process's stdout/stderr. ``hard`` replaces the default
     ``with_grace(ctx, grace)`` as the context whose end means SIGKILL. ``drain_timeout`` bounds
-    the wait for stragglers after the leader exits on its own. Safe to call from many tasks at
-    once; each call owns its own process group::
+    the wait for stragglers after the leader exits on its own. Not idempotent: each call starts
+    a new process, in its own process group. Call it from trio (any number of tasks at once);
+    only ``on_line`` runs synchronously in the trio thread::
 
         result = await tc.run_process(ctx, ["pytest", "-x"], grace=10, on_line=print_line)
         if result.outcome == "timed_out":

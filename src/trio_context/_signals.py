@@ -48,7 +48,10 @@ class SignalReceived(Exception):
     """The cause of a context cancelled by :func:`open_signal_context`.
 
     ``signum`` is the signal (a :class:`signal.Signals` when known); ``forced`` is False for the
-    first, graceful cancellation and True for the second, forced one.
+    first, graceful cancellation and True for the second, forced one::
+
+        if isinstance(tc.cause(ctx), tc.SignalReceived):
+            return 130  # the shell convention for "stopped by Ctrl-C"
     """
 
     signum: int

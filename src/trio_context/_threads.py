@@ -76,7 +76,8 @@ async def to_thread(
     is cancelled, ``to_thread`` waits for ``fn`` to return (unless ``abandon_on_cancel``), and
     then raises. Whatever ``fn`` returned is discarded then; an exception it raised that is not
     a :class:`ContextError` is raised instead, so real failures are not hidden. If ``ctx`` is
-    already done, ``fn`` is not started. Safe to call from many tasks at once::
+    already done, ``fn`` is not started. Each call runs ``fn`` once in its own thread; call it
+    from trio, from any number of tasks at once::
 
         total = await tc.to_thread(ctx, crunch, rows)
 

@@ -10,6 +10,7 @@ end of ``main``.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import trio
@@ -30,7 +31,7 @@ async def main(third: bool) -> None:
         except tc.ContextCancelled as exc:
             cause = exc.__cause__
             assert isinstance(cause, tc.SignalReceived), cause
-            say("graceful", cause.signum.name, f"forced={cause.forced}")
+            say("graceful", signal.Signals(cause.signum).name, f"forced={cause.forced}")
         say("cleanup-start")
         try:
             with tc.cleanup(ctx, 100).scope():
@@ -39,7 +40,7 @@ async def main(third: bool) -> None:
         except tc.ContextCancelled as exc:
             cause = exc.__cause__
             assert isinstance(cause, tc.SignalReceived), cause
-            say("forced", cause.signum.name, f"forced={cause.forced}")
+            say("forced", signal.Signals(cause.signum).name, f"forced={cause.forced}")
         if third:
             try:
                 say("waiting-third")  # inside the try: the signal may come at once
