@@ -21,7 +21,7 @@ The format (see the README of this example for the full reference)::
     continue-on-error = false
     if = "success()"        # or "always()", "failure()", "cancelled()"
 
-TOML itself keeps no line numbers, so :class:`_SourceMap` finds the lines in the text: the
+TOML itself keeps no line numbers, so :class:`SourceMap` finds the lines in the text: the
 ``[[steps]]`` headers split the file into one region per step, and a key's line is the first line of
 its region that assigns it.
 """
@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 import attrs
+
+from .source_map import SourceMap
 
 Condition: TypeAlias = Literal["success()", "always()", "failure()", "cancelled()"]
 CONDITIONS: tuple[Condition, ...] = ("success()", "always()", "failure()", "cancelled()")
@@ -173,13 +175,13 @@ def parse_pipeline(text: str, path: Path) -> Pipeline:
         match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         line = int(match.group(1)) if match else None
         raise PipelineError(path, [Problem(line, f"not valid TOML: {exc}")]) from exc
-    return _Checker(data, _SourceMap(text), path).check()
+    return _Checker(data, SourceMap(text), path).check()
 
 
 class _Checker:
     """Checks parsed TOML against the format, collecting every problem before giving up."""
 
-    def __init__(self, data: dict[str, Any], source: _SourceMap, path: Path) -> None:
+    def __init__(self, data: dict[str, Any], source: SourceMap, path: Path) -> None:
         self.data = data
         self.source = source
         self.path = path
@@ -423,86 +425,3 @@ def _find_cycles(graph: Mapping[str, tuple[str, ...]]) -> list[list[str]]:
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*(\]\]?)\s*(#.*)?$")
-
-
-class _SourceMap:
-    """Finds the lines of tables and keys in the text of a pipeline file.
-
-    Regions: the text before the first table header is the top level; ``[job]`` and its
-    sub-tables (``[job.env]``) form the job's region; each ``[[steps]]`` header and its
-    sub-tables form one step's region, in order. A line inside a multi-line string is ignored.
-    If the steps were not written as ``[[steps]]`` tables (an inline array, say), step lines are
-    found by searching for ``name = "..."`` instead.
-    """
-
-    def __init__(self, text: str) -> None:
-        self.lines = text.splitlines()
-        self.regions: dict[tuple[str, int], list[int]] = {}
-        self.step_headers: list[int] = []
-        region: tuple[str, int] = ("top", 0)
-        open_quote: str | None = None
-        for number, line in enumerate(self.lines, start=1):
-            if open_quote is None:
-                match = _HEADER.match(line)
-                if match:
-                    region = self._region_of(match.group(1), match.group(2), region)
-                    if region[0] == "step" and match.group(2) == "steps":
-                        self.step_headers.append(number)
-                self.regions.setdefault(region, []).append(number)
-            for quote in ('"""', "'''"):
-                if line.count(quote) % 2 == 1 and open_quote in (None, quote):
-                    open_quote = None if open_quote else quote
-
-    def _region_of(self, bracket: str, table: str, current: tuple[str, int]) -> tuple[str, int]:
-        first = table.split(".")[0].strip().strip('"')
-        if first == "steps" and bracket == "[[" and table.strip() == "steps":
-            return ("step", len(self.step_headers))
-        if first == "steps" and current[0] == "step":
-            return current
-        if first == "job":
-            return ("job", 0)
-        return ("other:" + table, 0)
-
-    def _key_line(self, region: tuple[str, int], key: str) -> int | None:
-        pattern = re.compile(
-            rf"""^\s*(?:\[\s*(?:steps|job)\s*\.\s*)?["']?{re.escape(key)}["']?\s*[=.\]]"""
-        )
-        for number in self.regions.get(region, []):
-            if pattern.match(self.lines[number - 1]):
-                return number
-        return None
-
-    def top_level_line(self, key: str) -> int | None:
-        line = self._key_line(("top", 0), key)
-        if line is None:
-            for number, text in enumerate(self.lines, start=1):
-                match = _HEADER.match(text)
-                if match and match.group(2).split(".")[0].strip() == key:
-                    return number
-        return line
-
-    def job_line(self) -> int | None:
-        lines = self.regions.get(("job", 0))
-        return lines[0] if lines else self._key_line(("top", 0), "job")
-
-    def job_key_line(self, key: str) -> int | None:
-        return self._key_line(("job", 0), key)
-
-    def step_line(self, index: int, raw: object) -> int | None:
-        if index < len(self.step_headers):
-            return self.step_headers[index]
-        name = raw.get("name") if isinstance(raw, dict) else None
-        if isinstance(name, str):
-            pattern = re.compile(rf"""\bname\s*=\s*["']{re.escape(name)}["']""")
-            for number, text in enumerate(self.lines, start=1):
-                if pattern.search(text):
-                    return number
-        return None
-
-    def step_key_line(self, index: int, key: str) -> int | None:
-        if index >= len(self.step_headers):
-            return None
-        return self._key_line(("step", index), key)
