@@ -201,6 +201,7 @@ class Observer:
     woke: bool = False
     scope_exc: BaseException | None = None
     scope_current_ok: bool | None = None
+    moved_on: bool | None = None  # the move_on() block ended by the context's cancellation
 
 
 class Run:
@@ -325,18 +326,31 @@ class Run:
             await ctx.done.wait()
             obs.woke = True
 
+        async def record_current() -> None:
+            # current() is inherited by tasks started inside the scope
+            if tc.current() is not ctx:
+                obs.scope_current_ok = False
+
         async def in_scope() -> None:
             try:
                 with ctx.scope():
                     obs.scope_current_ok = tc.current() is ctx
+                    async with trio.open_nursery() as inner:
+                        inner.start_soon(record_current)
                     await trio.sleep_forever()
             except BaseException as exc:
                 obs.scope_exc = exc
                 if not isinstance(exc, tc.ContextError):
                     raise
 
+        async def in_move_on() -> None:
+            with ctx.move_on() as cs:
+                await trio.sleep_forever()
+            obs.moved_on = cs.cancelled_caught  # reached only when move_on() swallowed
+
         self.nursery.start_soon(wait_done)
         self.nursery.start_soon(in_scope)
+        self.nursery.start_soon(in_move_on)
 
     # -- checks -------------------------------------------------------------------------------
 
@@ -401,6 +415,7 @@ class Run:
         if obs is not None:
             assert obs.scope_current_ok in (None, True), where
             assert obs.woke is done, (where, "done.wait() woke" if obs.woke else "did not wake")
+            assert obs.moved_on is (True if done else None), (where, obs.moved_on)
             if done:
                 assert obs.scope_exc is not None, (where, "scope not interrupted")
                 self.check_raised(obs.scope_exc, ctx, where)
