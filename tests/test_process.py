@@ -33,7 +33,7 @@ def live_members(pgid: int) -> list[int]:
             stat = Path("/proc", entry, "stat").read_bytes()
         except OSError:
             continue
-        state, _ppid, pgrp = stat[stat.rfind(b")") + 2:].split()[:3]
+        state, _ppid, pgrp = stat[stat.rfind(b")") + 2 :].split()[:3]
         if int(pgrp) == pgid and state != b"Z":
             found.append(int(entry))
     return found
@@ -197,8 +197,9 @@ async def test_check_raises_the_context_error_when_stopped() -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stop_when_ready)
         with pytest.raises(tc.ContextCancelled) as info:
-            await run_process(ctx, ["sh", "-c", "echo ready; exec sleep 60"], on_line=lines,
-                              check=True)
+            await run_process(
+                ctx, ["sh", "-c", "echo ready; exec sleep 60"], on_line=lines, check=True
+            )
     assert isinstance(info.value.__cause__, KeyError)
     assert any("was killed by SIGTERM (cancelled)" in note for note in info.value.__notes__)
 
@@ -286,8 +287,12 @@ async def test_on_line_lines() -> None:
 
 async def test_on_line_splits_very_long_lines() -> None:
     lines = Lines()
-    await run_process(tc.background(), ["sh", "-c", "head -c 200000 /dev/zero | tr '\\0' a"],
-                      on_line=lines, capture=False)
+    await run_process(
+        tc.background(),
+        ["sh", "-c", "head -c 200000 /dev/zero | tr '\\0' a"],
+        on_line=lines,
+        capture=False,
+    )
     sizes = [len(line) for _, line in lines.lines]
     assert sizes == [65536, 65536, 65536, 200000 - 3 * 65536]
 
@@ -305,8 +310,9 @@ async def test_on_line_error_kills_the_group_and_propagates() -> None:
         raise LookupError(f"bad line {line!r}")
 
     with trio.fail_after(20), pytest.raises(LookupError, match="bad line 'ready'"):
-        await run_process(tc.background(), ["sh", "-c", "echo ready; exec sleep 1000"],
-                          on_line=explode)
+        await run_process(
+            tc.background(), ["sh", "-c", "echo ready; exec sleep 1000"], on_line=explode
+        )
 
 
 async def test_hard_context_kills_at_once() -> None:
@@ -320,8 +326,9 @@ async def test_hard_context_kills_at_once() -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(destroy_when_ready)
-        result = await run_process(tc.background(), ["sh", "-c", "echo ready; exec sleep 1000"],
-                                   on_line=lines, hard=hard)
+        result = await run_process(
+            tc.background(), ["sh", "-c", "echo ready; exec sleep 1000"], on_line=lines, hard=hard
+        )
     assert result.outcome == "killed"
     assert result.signal == signal.SIGKILL
     assert result.cause is why
@@ -339,8 +346,9 @@ async def test_custom_term_signal() -> None:
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stop_when_ready)
-        result = await run_process(ctx, ["sh", "-c", script], on_line=lines,
-                                   term_signal=signal.SIGINT)
+        result = await run_process(
+            ctx, ["sh", "-c", script], on_line=lines, term_signal=signal.SIGINT
+        )
     assert (result.outcome, result.returncode) == ("cancelled", 5)
     assert lines.text()[-1] == "got-int"
 
@@ -350,6 +358,7 @@ async def test_outer_cancellation_stops_the_group_and_reraises() -> None:
     script = "trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.05; done"
     with trio.CancelScope() as scope:
         async with trio.open_nursery() as nursery:
+
             async def cancel_when_ready() -> None:
                 await lines.wait_for("ready")
                 scope.cancel()

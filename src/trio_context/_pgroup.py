@@ -24,8 +24,9 @@ _POLL_MAX: Final = 0.1  # ...up to this
 class Tail:
     """One output stream: keeps the last ``keep`` bytes and cuts lines for ``on_line``."""
 
-    def __init__(self, name: str, keep: int, capture: bool,
-                 on_line: Callable[[str, str], object] | None) -> None:
+    def __init__(
+        self, name: str, keep: int, capture: bool, on_line: Callable[[str, str], object] | None
+    ) -> None:
         self.name = name
         self.keep = keep if capture else 0
         self.on_line = on_line
@@ -70,7 +71,7 @@ class Tail:
         data = b"".join(self.chunks)
         if len(data) > self.keep:
             self.truncated = True
-            data = data[len(data) - self.keep:]
+            data = data[len(data) - self.keep :]
         return data
 
 
@@ -100,7 +101,7 @@ def group_alive(pgid: int) -> bool:
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2:].split()  # state, ppid, pgrp, ...
+        fields = stat[stat.rfind(b")") + 2 :].split()  # state, ppid, pgrp, ...
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
             return True
     return False

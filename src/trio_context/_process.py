@@ -104,15 +104,20 @@ class ProcessResult:
 
     def describe(self) -> str:
         """One line saying how it ended, e.g. ``"exited with code 2"``."""
-        how = (f"was killed by {self.signal.name}" if self.signal is not None
-               else f"exited with code {self.returncode}")
+        how = (
+            f"was killed by {self.signal.name}"
+            if self.signal is not None
+            else f"exited with code {self.returncode}"
+        )
         if self.outcome == "exited":
             return how
         return f"{how} ({self.outcome.replace('_', ' ')})"
 
     def __repr__(self) -> str:
-        return (f"<trio_context.ProcessResult {self.args!r} pid {self.pid}: {self.describe()}, "
-                f"{len(self.stdout)}+{len(self.stderr)} bytes of output>")
+        return (
+            f"<trio_context.ProcessResult {self.args!r} pid {self.pid}: {self.describe()}, "
+            f"{len(self.stdout)}+{len(self.stderr)} bytes of output>"
+        )
 
 
 @final
@@ -139,8 +144,15 @@ class _Run:
     """The supervision of one started process. Runs shielded, in the trio thread: only ``ctx``,
     ``hard``, the kill timer and :meth:`abort` end it early."""
 
-    def __init__(self, proc: trio.Process, ctx: Context, hard: Context, term_signal: int,
-                 grace: float, drain_timeout: float) -> None:
+    def __init__(
+        self,
+        proc: trio.Process,
+        ctx: Context,
+        hard: Context,
+        term_signal: int,
+        grace: float,
+        drain_timeout: float,
+    ) -> None:
         self.proc = proc
         self.pgid = proc.pid  # start_new_session: the leader's pid is the group's id
         self.ctx = ctx
@@ -162,8 +174,9 @@ class _Run:
         self.kill_timer = trio.CancelScope()  # its deadline is the grace period after abort()
         self.grace_scope: trio.CancelScope | None = None
 
-    async def supervise(self, tails: Sequence[tuple[trio.abc.ReceiveStream | None, Tail]],
-                        finished: trio.Event) -> None:
+    async def supervise(
+        self, tails: Sequence[tuple[trio.abc.ReceiveStream | None, Tail]], finished: trio.Event
+    ) -> None:
         with trio.CancelScope(shield=True):
             try:
                 async with trio.open_nursery() as nursery:
@@ -216,8 +229,7 @@ class _Run:
     def abort(self) -> None:
         """The calling task was cancelled: stop, and SIGKILL after ``grace`` at the latest."""
         self.stop()
-        self.kill_timer.deadline = min(self.kill_timer.deadline,
-                                       trio.current_time() + self.grace)
+        self.kill_timer.deadline = min(self.kill_timer.deadline, trio.current_time() + self.grace)
 
     async def watch_soft(self) -> None:
         await self.ctx.done.wait()
@@ -347,8 +359,10 @@ async def run_process(
         args, program = command, "/bin/sh"
     else:
         if isinstance(command, str | bytes):
-            raise TypeError("`command` must be a sequence of arguments; pass shell=True to run "
-                            "a string through /bin/sh")
+            raise TypeError(
+                "`command` must be a sequence of arguments; pass shell=True to run "
+                "a string through /bin/sh"
+            )
         args = tuple(os.fspath(part) for part in command)
         if not args:
             raise ValueError("`command` must not be empty")
@@ -379,20 +393,34 @@ async def run_process(
         try:
             if isinstance(args, str):
                 proc = await trio.lowlevel.open_process(
-                    args, shell=True, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe,
-                    start_new_session=True, cwd=workdir, env=merged_env)
+                    args,
+                    shell=True,
+                    stdin=subprocess.DEVNULL,
+                    stdout=pipe,
+                    stderr=pipe,
+                    start_new_session=True,
+                    cwd=workdir,
+                    env=merged_env,
+                )
             else:
                 proc = await trio.lowlevel.open_process(
-                    args, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe,
-                    start_new_session=True, cwd=workdir, env=merged_env)
+                    args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=pipe,
+                    stderr=pipe,
+                    start_new_session=True,
+                    cwd=workdir,
+                    env=merged_env,
+                )
         except OSError as exc:
             raise start_error(exc, program, workdir) from exc
         run = _Run(proc, ctx, hard, term, grace, drain_timeout)
         finished = trio.Event()
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(run.supervise, ((proc.stdout, out), (proc.stderr, err)),
-                                   finished)
+                nursery.start_soon(
+                    run.supervise, ((proc.stdout, out), (proc.stderr, err)), finished
+                )
                 try:
                     await finished.wait()
                 except trio.Cancelled:
@@ -422,8 +450,7 @@ async def run_process(
         outcome=outcome,
         duration=ended - started,
         stop_duration=None if run.stop_at is None else ended - run.stop_at,
-        cause=None if outcome == "exited" else (ctx.cause if ctx.err is not None
-                                                 else hard.cause),
+        cause=None if outcome == "exited" else (ctx.cause if ctx.err is not None else hard.cause),
         stragglers_killed=run.stragglers,
     )
     if check and not result.ok:
