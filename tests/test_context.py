@@ -573,3 +573,13 @@ def test_cause_function_matches_property() -> None:
     assert tc.cause(ctx) is None
     ctx.cancel()
     assert tc.cause(ctx) is ctx.err is ctx.cause
+
+
+def test_done_context_still_lists_its_without_cancel_children() -> None:
+    root = tc.with_cancel(tc.background())
+    before = tc.without_cancel(root)
+    cancelled_child = tc.with_cancel(root)
+    root.cancel()
+    after = tc.without_cancel(root)
+    assert cancelled_child.err is root.err
+    assert {id(c) for c in root.children()} == {id(before), id(after)}

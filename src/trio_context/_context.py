@@ -343,7 +343,8 @@ class Context:
     # -- inspection -------------------------------------------------------------------------
 
     def children(self) -> list[Context]:
-        """The live contexts derived directly from this one (not done, not garbage)."""
+        """The live contexts derived directly from this one (not done, not garbage). A done
+        context still lists its live :func:`without_cancel` children, which outlive it."""
         kids = self._children
         if not kids:
             return []
@@ -672,12 +673,13 @@ def _finish_tree(
                 callbacks.extend(after)
         kids = node._children
         if kids:
-            snapshot = list(kids.values())
-            kids.clear()
-            for ref in snapshot:
+            for key, ref in list(kids.items()):
                 child = ref()
-                if child is not None:
-                    stack.append((child, err, cause, origin, when))
+                if child is None or isinstance(child, CancelContext) or child._shared is not None:
+                    del kids[key]  # done with this node: no longer a live child
+                    if child is not None:
+                        stack.append((child, err, cause, origin, when))
+                # without_cancel() children stay: they outlive this node's cancellation
     for cs, token in scopes:
         if token is here:
             cs.cancel()
@@ -975,15 +977,16 @@ def _new_cancel(
     ctx._scopes = None
     ctx._after = None
     ctx._with_binding = None
-    parent._add_child(ctx)
     if psrc is None:
         ctx._deadline = _INF
         ctx._deadline_src = ctx._clock = ctx._token = None
+        parent._add_child(ctx)
         return ctx
     ctx._deadline = psrc._deadline
     ctx._deadline_src = psrc._deadline_src if psrc._deadline_src is not None else psrc
     ctx._clock = psrc._clock
     ctx._token = psrc._token
+    parent._add_child(ctx)  # only now: a concurrent cancel of the parent may walk it at once
     if psrc._err is not None or (psrc._clock is not None and psrc._poll() is not None):
         # Born done: the parent's err and cause (a concurrent parent cancel may get here first).
         with _lock:
