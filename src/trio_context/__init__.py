@@ -29,6 +29,10 @@ from ._http import httpx_transport as httpx_transport
 from ._idle import IdleContext as IdleContext
 from ._idle import IdleTimeout as IdleTimeout
 from ._idle import with_idle_timeout as with_idle_timeout
+from ._process import ProcessFailed as ProcessFailed
+from ._process import ProcessHandle as ProcessHandle
+from ._process import ProcessResult as ProcessResult
+from ._process import run_process as run_process
 from ._propagation import DEADLINE_ENV_VAR as DEADLINE_ENV_VAR
 from ._propagation import encode_baggage as encode_baggage
 from ._propagation import encode_grpc_timeout as encode_grpc_timeout
@@ -38,9 +42,6 @@ from ._propagation import from_environ as from_environ
 from ._propagation import parse_baggage as parse_baggage
 from ._propagation import parse_grpc_timeout as parse_grpc_timeout
 from ._propagation import parse_timeout_ms as parse_timeout_ms
-from ._process import ProcessFailed as ProcessFailed
-from ._process import ProcessResult as ProcessResult
-from ._process import run_process as run_process
 from ._signals import SignalReceived as SignalReceived
 from ._signals import open_signal_context as open_signal_context
 from ._stops import cleanup as cleanup

@@ -4,9 +4,9 @@ Rules for callers:
 
 - ``await run_process(ctx, ["make", "test"])`` returns a :class:`ProcessResult` however the
   process ended; read ``result.outcome`` (``"exited"``, ``"cancelled"``, ``"timed_out"``,
-  ``"killed"``) and ``result.returncode``. It raises only for bad input, for an error from your
-  ``on_line``, for ``ctx`` already being done (nothing is started), or when you ask with
-  ``check=True``.
+  ``"idle"``, ``"killed"``) and ``result.returncode``. It raises only for bad input, for an
+  error from your ``on_line``, for ``ctx`` already being done (nothing is started), or when you
+  ask with ``check=True``.
 - The process runs in a new session, so it leads its own process group and has no controlling
   terminal; stdin is ``/dev/null``. Every signal goes to the *whole group*, so a shell's
   children stop with the shell.
@@ -18,6 +18,19 @@ Rules for callers:
   stops the group the same way, term signal first and SIGKILL after ``grace`` seconds (or when
   the hard context ends), then re-raises the cancellation, so there is no result. Call
   ``run_process`` outside ``ctx.scope()``: it watches ``ctx`` itself and returns a result.
+- ``idle_timeout=seconds`` stops a process that is stuck rather than slow: every chunk of
+  output on stdout or stderr counts as progress, and after ``seconds`` without any the group is
+  stopped the same way (term signal, then SIGKILL after ``grace``), with outcome ``"idle"`` and
+  an :class:`~trio_context.IdleTimeout` as ``cause``. A process that never writes is stopped
+  ``seconds`` after the start, so give it output or no idle limit.
+- The child gets ``ctx``'s remaining time in ``TRIO_CONTEXT_DEADLINE`` (see
+  :func:`~trio_context.environ_for`), so a Python child that starts from
+  ``tc.from_environ(tc.background())`` stops itself in time, and its own children see the
+  minimum of every deadline above them. Without a deadline on ``ctx``, an inherited variable is
+  removed. ``propagate_deadline=False`` leaves the environment as you give it.
+- ``await nursery.start(run_process, ctx, command)`` returns a :class:`ProcessHandle` (the
+  pid, a way to signal the group) as soon as the process runs; the call itself goes on in the
+  nursery. For both, pass ``task_status`` on from a task of your own (see :class:`ProcessHandle`).
 - The call owns the process group. When the leader exits on its own but something in its group
   still holds stdout/stderr open, or is still alive, it gets ``drain_timeout`` seconds and is
   then SIGKILLed (``result.stragglers_killed``), like the GitHub runner's drain guard. When the
@@ -39,32 +52,21 @@ import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from signal import Signals
-from typing import Final, Literal, NoReturn, final
+from typing import final
 
 import attrs
 import trio
 
 from ._context import CancelContext, Context
-from ._errors import ContextError, DeadlineExceeded
-from ._pgroup import (
-    Tail,
-    environment,
-    group_alive,
-    group_gone,
-    is_count,
-    number,
-    signal_group,
-    start_error,
-)
+from ._errors import ContextError
+from ._idle import IdleContext, IdleTimeout, with_idle_timeout
+from ._pgroup import Tail, environment, is_count, number, signal_group, start_error
+from ._propagation import environ_for
 from ._stops import check_context as _check_context
 from ._stops import with_grace
+from ._supervisor import Outcome, Supervisor, raise_single, signal_of
 
-__all__ = ["Outcome", "ProcessFailed", "ProcessResult", "run_process"]
-
-Outcome = Literal["exited", "cancelled", "timed_out", "killed"]
-"""How a process ended. A later release adds ``"idle"`` (idle deadlines)."""
-
-_CHUNK: Final = 1 << 16
+__all__ = ["Outcome", "ProcessFailed", "ProcessHandle", "ProcessResult", "run_process"]
 
 
 @final
@@ -74,9 +76,11 @@ class ProcessResult:
 
     ``returncode`` follows :mod:`subprocess` (negative: killed by that signal, also given as
     ``signal``). ``outcome`` says why it ended: ``"exited"`` on its own (whatever the code),
-    ``"cancelled"``/``"timed_out"`` after ``ctx`` asked it to stop, ``"killed"`` when SIGKILL
-    was needed (grace expired, or the hard context ended). ``cause`` is the cause of the
-    context that stopped it (None for ``"exited"``). ``duration`` runs from start to reaping,
+    ``"cancelled"``/``"timed_out"`` after ``ctx`` asked it to stop, ``"idle"`` after
+    ``idle_timeout`` seconds without output, ``"killed"`` when SIGKILL was needed (grace
+    expired, or the hard context ended), whatever asked it to stop. ``cause`` is the cause of
+    the context that stopped it, an :class:`~trio_context.IdleTimeout` for an idle stop (also
+    when it then needed SIGKILL), None for ``"exited"``. ``duration`` runs from start to reaping,
     ``stop_duration`` from the first stop signal to reaping (None if never asked to stop),
     both in seconds on trio's clock. ``stdout_truncated`` says output was dropped (more than
     ``max_output``, or any output with ``capture=False``). ``stragglers_killed`` says members
@@ -111,6 +115,8 @@ class ProcessResult:
         )
         if self.outcome == "exited":
             return how
+        if self.outcome == "idle" and isinstance(self.cause, IdleTimeout):
+            return f"{how} (idle: no output for {self.cause.seconds:g} s)"
         return f"{how} ({self.outcome.replace('_', ' ')})"
 
     def __repr__(self) -> str:
@@ -140,174 +146,59 @@ class ProcessFailed(Exception):
         return (type(self), (self.result,))
 
 
-class _Run:
-    """The supervision of one started process. Runs shielded, in the trio thread: only ``ctx``,
-    ``hard``, the kill timer and :meth:`abort` end it early."""
+@final
+class ProcessHandle:
+    """The process of a running :func:`run_process` call, as ``nursery.start`` reports it.
 
-    def __init__(
-        self,
-        proc: trio.Process,
-        ctx: Context,
-        hard: Context,
-        term_signal: int,
-        grace: float,
-        drain_timeout: float,
-    ) -> None:
-        self.proc = proc
-        self.pgid = proc.pid  # start_new_session: the leader's pid is the group's id
-        self.ctx = ctx
-        self.hard = hard
-        self.term_signal = term_signal
-        self.grace = grace
-        self.drain_timeout = drain_timeout
-        self.open_pipes = 0
-        self.pipes_closed = trio.Event()
-        self.leader_done = False
-        self.reaped = False  # from then on the group id may be reused: send nothing
-        self.term_sent = False
-        self.kill_sent = False
-        self.stopping = False  # asked to stop before the leader exited
-        self.forced = False  # SIGKILL was needed to end it
-        self.stragglers = False
-        self.stop_at: float | None = None
-        self.error: BaseException | None = None  # from on_line
-        self.kill_timer = trio.CancelScope()  # its deadline is the grace period after abort()
-        self.grace_scope: trio.CancelScope | None = None
+    ``pid`` is the leader's pid, which is also its process group's id; ``args`` the command as
+    run. Made by ``run_process`` only::
 
-    async def supervise(
-        self, tails: Sequence[tuple[trio.abc.ReceiveStream | None, Tail]], finished: trio.Event
-    ) -> None:
-        with trio.CancelScope(shield=True):
-            try:
-                async with trio.open_nursery() as nursery:
-                    for stream, tail in tails:
-                        if stream is not None:
-                            self.open_pipes += 1
-                            nursery.start_soon(self.drain, stream, tail)
-                    if self.open_pipes == 0:
-                        self.pipes_closed.set()
-                    nursery.start_soon(self.watch_soft)
-                    nursery.start_soon(self.watch_hard)
-                    await self.proc.wait()
-                    self.leader_done = True
-                    await self.after_leader()
-                    nursery.cancel_scope.cancel()
-            finally:
-                await self.reap()
-                finished.set()
+        handle = await nursery.start(tc.run_process, ctx, ["server", "--port", "0"])
+        handle.send_signal(signal.SIGHUP)  # reload
 
-    async def drain(self, stream: trio.abc.ReceiveStream, tail: Tail) -> None:
-        try:
-            while chunk := await stream.receive_some(_CHUNK):
-                self.feed(tail, bytes(chunk))
-            self.feed(tail, b"", flush=True)
-        except trio.ClosedResourceError:
-            pass
-        finally:
-            self.open_pipes -= 1
-            if self.open_pipes == 0:
-                self.pipes_closed.set()
+    To get the result too, start a task of your own that passes ``task_status`` on::
 
-    def feed(self, tail: Tail, chunk: bytes, *, flush: bool = False) -> None:
-        try:
-            tail.flush() if flush else tail.feed(chunk)
-        except Exception as exc:  # from on_line: stop calling it, kill the process
-            tail.on_line = None
-            if self.error is None:
-                self.error = exc
-                self.kill()
+        async def build(task_status: trio.TaskStatus[tc.ProcessHandle]) -> None:
+            result = await tc.run_process(ctx, ["make"], task_status=task_status)
+            ...
 
-    def stop(self) -> None:
-        """Send the term signal once; count it as a stop if the leader still runs."""
-        if not self.leader_done and not self.stopping:
-            self.stopping = True
-            self.stop_at = trio.current_time()
-        if not self.term_sent and not self.reaped:
-            self.term_sent = True
-            signal_group(self.pgid, self.term_signal)
+        handle = await nursery.start(build)
+    """
 
-    def abort(self) -> None:
-        """The calling task was cancelled: stop, and SIGKILL after ``grace`` at the latest."""
-        self.stop()
-        self.kill_timer.deadline = min(self.kill_timer.deadline, trio.current_time() + self.grace)
+    __slots__ = ("_run", "args", "pid")
 
-    async def watch_soft(self) -> None:
-        await self.ctx.done.wait()
-        self.stop()
+    def __init__(self, run: Supervisor, args: str | tuple[str, ...]) -> None:
+        self._run = run
+        self.pid = run.pgid
+        self.args = args
 
-    async def watch_hard(self) -> None:
-        with self.kill_timer:
-            await self.hard.done.wait()
-        if not self.leader_done or self.stopping:
-            self.forced = True
-            if self.stop_at is None:
-                self.stop_at = trio.current_time()
-        self.kill()
-        if self.grace_scope is not None:
-            self.grace_scope.cancel()
+    @property
+    def returncode(self) -> int | None:
+        """The leader's exit status (as in :mod:`subprocess`), None while it runs."""
+        return self._run.proc.returncode
 
-    def kill(self) -> None:
-        self.kill_sent = True
-        if not self.reaped:
-            signal_group(self.pgid, signal.SIGKILL)
+    @property
+    def running(self) -> bool:
+        """False once ``run_process`` has reaped the group: signals are then ignored."""
+        return not self._run.reaped
 
-    async def settled(self) -> None:
-        """Wait until the pipes are closed and no live member is left in the group."""
-        await self.pipes_closed.wait()
-        await group_gone(self.pgid)
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to the whole process group; nothing once the call has reaped it (the
+        group's id may then belong to another process). Call it in the trio thread.
 
-    async def after_leader(self) -> None:
-        """The drain guard: let the rest of the group finish, within bounds, then kill it."""
-        if self.stopping:  # the group keeps its grace period: until watch_hard kills
-            with trio.CancelScope() as self.grace_scope:
-                if self.kill_sent:
-                    self.grace_scope.cancel()
-                await self.settled()
-                return
-        else:
-            with trio.move_on_after(self.drain_timeout):
-                await self.settled()
-                return
-            self.stragglers = True
-        self.kill()
-        # After SIGKILL the pipes close, unless a process outside the group holds them.
-        with trio.move_on_after(self.drain_timeout):
-            await self.pipes_closed.wait()
+        This does not count as a stop: the result says ``"exited"`` however the group then
+        ends. To stop the process, cancel its context.
 
-    async def reap(self) -> None:
-        """Leave nothing behind: leader reaped, no live group member, pipes closed."""
-        if self.proc.returncode is None:
-            self.kill()
-            await self.proc.wait()
-        if group_alive(self.pgid):
-            self.stragglers = self.stragglers or not self.stopping
-            self.kill()
-            with trio.move_on_after(max(self.drain_timeout, 1.0)):
-                await group_gone(self.pgid)
-        self.reaped = True
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                await stream.aclose()
+        Raises:
+            ValueError: ``sig`` is not a signal number.
+        """
+        signum = Signals(sig)
+        if not self._run.reaped:
+            signal_group(self._run.pgid, signum)
 
-    def outcome(self) -> Outcome:
-        if self.forced:
-            return "killed"
-        if self.stopping:
-            return "timed_out" if isinstance(self.ctx.err, DeadlineExceeded) else "cancelled"
-        return "exited"
-
-
-def _raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:
-    """Re-raise the one exception in ``group`` (usually the caller's ``Cancelled``) alone."""
-    if len(group.exceptions) != 1:
-        raise group
-    exc = group.exceptions[0]
-    context = exc.__context__  # raising it here would replace its context with the group
-    try:
-        raise exc
-    finally:
-        exc.__context__ = context
-        del exc, context, group
+    def __repr__(self) -> str:
+        state = "running" if self.returncode is None else f"exited ({self.returncode})"
+        return f"<trio_context.ProcessHandle {self.args!r} pid {self.pid}, {state}>"
 
 
 async def run_process(
@@ -325,6 +216,9 @@ async def run_process(
     check: bool = False,
     hard: Context | None = None,
     drain_timeout: float = 1.0,
+    idle_timeout: float | None = None,
+    propagate_deadline: bool = True,
+    task_status: trio.TaskStatus[ProcessHandle] = trio.TASK_STATUS_IGNORED,
 ) -> ProcessResult:
     """Run ``command`` in its own process group until it ends, stopping it when ``ctx`` is done.
 
@@ -333,7 +227,11 @@ async def run_process(
     working directory. ``capture=False`` keeps no output: without ``on_line`` the child then
     writes straight to this process's stdout/stderr. ``hard`` replaces the default
     ``with_grace(ctx, grace)`` as the context whose end means SIGKILL. ``drain_timeout`` bounds
-    the wait for stragglers after the leader exits on its own. Not idempotent: each call starts
+    the wait for stragglers after the leader exits on its own. ``idle_timeout`` stops the group
+    after that many seconds without output (outcome ``"idle"``). ``propagate_deadline`` (on by
+    default) sets ``TRIO_CONTEXT_DEADLINE`` in the child's environment from ``ctx``, over
+    anything ``env`` says. ``task_status`` is for ``nursery.start``, which then returns a
+    :class:`ProcessHandle` once the process runs. Not idempotent: each call starts
     a new process, in its own process group. Call it from trio (any number of tasks at once);
     only ``on_line`` runs synchronously in the trio thread::
 
@@ -344,10 +242,11 @@ async def run_process(
     Raises:
         ContextCancelled, DeadlineExceeded: ``ctx`` was done before the start (nothing is
             started), or ``check=True`` and ``ctx`` stopped the process (a fresh ``ctx.err``).
-        ProcessFailed: ``check=True`` and the process did not exit with code 0 by itself.
+        ProcessFailed: ``check=True`` and the process did not exit with code 0 by itself
+            (this includes an ``"idle"`` stop: ``ctx`` itself is not done).
         FileNotFoundError, PermissionError, NotADirectoryError: the executable or ``cwd`` is
             missing or unusable (the message names the argument; nothing is left running).
-        TypeError, ValueError: a bad argument.
+        TypeError, ValueError: a bad argument (``idle_timeout`` must be positive).
         trio.Cancelled: the calling task was cancelled (after the group was stopped).
         Exception: whatever ``on_line`` raised (the process group is killed first).
     """
@@ -376,6 +275,10 @@ async def run_process(
         raise TypeError("`on_line` must be a callable (stream_name, line) or None")
     if hard is not None:
         _check_context("hard", hard)
+    if idle_timeout is not None:
+        idle_timeout = number("idle_timeout", idle_timeout)
+        if idle_timeout == 0:
+            raise ValueError("`idle_timeout` must be positive (or None for no idle limit)")
     workdir = None if cwd is None else os.fspath(cwd)
     if workdir is not None and not await trio.Path(workdir).is_dir():
         raise NotADirectoryError(errno.ENOTDIR, f"`cwd` is not a directory: {workdir!r}")
@@ -383,6 +286,8 @@ async def run_process(
     ctx.check()
 
     own_hard: CancelContext | None = None
+    idle: IdleContext | None = None
+    idle_cause: IdleTimeout | None = None
     if hard is None:
         hard = own_hard = with_grace(ctx, grace)
     pipe = subprocess.PIPE if capture or on_line is not None else None
@@ -390,6 +295,11 @@ async def run_process(
     err = Tail("stderr", max_output, capture, on_line)
     started = trio.current_time()
     try:
+        if propagate_deadline:
+            merged_env = environ_for(ctx, base=os.environ if merged_env is None else merged_env)
+        if idle_timeout is not None:
+            idle_cause = IdleTimeout(idle_timeout)
+            idle = with_idle_timeout(ctx, idle_timeout, cause=idle_cause)
         try:
             if isinstance(args, str):
                 proc = await trio.lowlevel.open_process(
@@ -414,7 +324,18 @@ async def run_process(
                 )
         except OSError as exc:
             raise start_error(exc, program, workdir) from exc
-        run = _Run(proc, ctx, hard, term, grace, drain_timeout)
+        run = Supervisor(
+            proc,
+            ctx,
+            hard,
+            term,
+            grace,
+            drain_timeout,
+            idle=idle,
+            touch=None if idle is None else idle.touch,
+            idle_cause=idle_cause,
+        )
+        task_status.started(ProcessHandle(run, args))
         finished = trio.Event()
         try:
             async with trio.open_nursery() as nursery:
@@ -427,10 +348,12 @@ async def run_process(
                     run.abort()  # the supervisor is shielded: it stops the group, then we go
                     raise
         except BaseExceptionGroup as group:
-            _raise_single(group)
+            raise_single(group)
     finally:
         if own_hard is not None:
             own_hard.cancel()  # releases its watch on ctx
+        if idle is not None:
+            idle.cancel()  # releases its timer
     if run.error is not None:
         raise run.error
 
@@ -442,7 +365,7 @@ async def run_process(
         args=args,
         pid=proc.pid,
         returncode=returncode,
-        signal=_signal_of(returncode),
+        signal=signal_of(returncode),
         stdout=out.tail(),
         stderr=err.tail(),
         stdout_truncated=out.truncated,
@@ -450,11 +373,11 @@ async def run_process(
         outcome=outcome,
         duration=ended - started,
         stop_duration=None if run.stop_at is None else ended - run.stop_at,
-        cause=None if outcome == "exited" else (ctx.cause if ctx.err is not None else hard.cause),
+        cause=run.cause(outcome),
         stragglers_killed=run.stragglers,
     )
     if check and not result.ok:
-        if outcome != "exited" and ctx.err is not None:
+        if outcome != "exited" and not run.idle_fired and ctx.err is not None:
             try:
                 ctx.check()
             except ContextError as exc:
@@ -464,14 +387,5 @@ async def run_process(
     return result
 
 
-def _signal_of(returncode: int) -> Signals | None:
-    if returncode >= 0:
-        return None
-    try:
-        return Signals(-returncode)
-    except ValueError:
-        return None
-
-
-for _obj in (ProcessResult, ProcessFailed, run_process):
+for _obj in (ProcessResult, ProcessFailed, ProcessHandle, run_process):
     _obj.__module__ = "trio_context"
