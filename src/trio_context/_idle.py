@@ -22,16 +22,10 @@ from typing import final
 
 import trio
 
-from ._context import (
-    CancelContext,
-    Context,
-    _check_cause,
-    _check_parent,
-    _check_seconds,
-    _clock_for,
-    _new_cancel,
-    _timers,
-)
+from ._base import Context, check_parent
+from ._cancel import CancelContext, new_cancel
+from ._common import check_cause, check_seconds, clock_for
+from ._timers import timers
 
 __all__ = ["IdleContext", "IdleTimeout", "with_idle_timeout"]
 
@@ -124,11 +118,11 @@ def with_idle_timeout(
         ValueError: ``seconds`` is negative or NaN.
         RuntimeError: no trio loop is running.
     """
-    _check_parent(parent)
-    seconds = _check_seconds(seconds)
-    _check_cause(cause)
-    clock = _clock_for("with_idle_timeout()")
-    ctx: IdleContext = _new_cancel(IdleContext, parent, "with_idle_timeout", seconds)
+    check_parent(parent)
+    seconds = check_seconds(seconds)
+    check_cause(cause)
+    clock = clock_for("with_idle_timeout()")
+    ctx: IdleContext = new_cancel(IdleContext, parent, "with_idle_timeout", seconds)
     ctx._idle = seconds
     ctx._idle_cause = cause
     offset = _system_clock_offset(clock)
@@ -144,7 +138,7 @@ def with_idle_timeout(
         if seconds == 0:
             ctx._expire(ctx._idle_deadline(), cause or IdleTimeout(seconds))
         else:
-            _timers().add(ctx._idle_deadline(), ctx)
+            timers().add(ctx._idle_deadline(), ctx)
     return ctx
 
 

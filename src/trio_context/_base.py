@@ -1,0 +1,330 @@
+"""The context tree's read-only side: :class:`Context`, the roots and ``current()``.
+
+A value or ``without_cancel`` context shares the cancellation state of its nearest cancellable
+ancestor (or has none); the state itself lives in :class:`~trio_context.CancelContext`
+(``_cancel.py``). Parents hold children weakly, by id.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Awaitable, Callable, Hashable
+from typing import TYPE_CHECKING, Any, Final, TypeVar, TypeVarTuple
+
+from ._common import _INF, _lock
+from ._errors import ContextError, DeadlineExceeded
+from ._scope import Done, _Binding, _current
+
+if TYPE_CHECKING:
+    from ._cancel import CancelContext
+
+T = TypeVar("T")
+PosArgsT = TypeVarTuple("PosArgsT")
+
+
+class Context:
+    """A read-only context: deadline, values, cancellation state and ``done``.
+
+    Contexts are made by :func:`background`, :func:`with_cancel`, :func:`with_timeout`,
+    :func:`with_deadline`, :func:`with_value` and :func:`without_cancel`, never directly.
+    Every attribute and method is safe to call from any thread except the async ones and
+    ``scope()``/``move_on()``, which belong in trio.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_children",
+        "_done",
+        "_kind",
+        "_label_arg",
+        "_parent",
+        "_shared",
+        "_values",
+    )
+
+    _parent: Context | None
+    _shared: CancelContext | None  # not a CancelContext: the ancestor whose state this one shares
+    _values: dict[Hashable, Any]
+    _kind: str
+    _label_arg: object
+    _children: _Children | None
+    _done: weakref.ref[Done] | None
+
+    def __init__(self) -> None:
+        raise TypeError(
+            "contexts are not constructed directly; use trio_context.background() and the "
+            "with_*() functions"
+        )
+
+    def _canceller(self) -> CancelContext | None:
+        """The context whose cancellation state this one has (None: never cancelled)."""
+        return self._shared
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def deadline(self) -> float:
+        """The deadline on trio's clock, or ``math.inf`` when there is none."""
+        src = self._canceller()
+        return _INF if src is None else src._current_deadline()
+
+    def remaining(self) -> float:
+        """Seconds left until the deadline (0 once it passed; ``math.inf`` when there is none)."""
+        src = self._canceller()
+        if src is None:
+            return _INF
+        deadline = src._current_deadline()
+        if deadline == _INF or src._clock is None:
+            return _INF
+        return max(0.0, deadline - src._clock.current_time())
+
+    @property
+    def err(self) -> ContextError | None:
+        """None until the context is done; then :class:`ContextCancelled` or
+        :class:`DeadlineExceeded`, the same object every time. Safe from any thread."""
+        src = self._canceller()
+        return None if src is None else src._poll()
+
+    @property
+    def cause(self) -> BaseException | None:
+        """None until done; then the cause given to ``cancel()`` (or ``with_timeout(cause=)``),
+        else ``err`` itself. A context cancelled through its parent has the parent's cause."""
+        src = self._canceller()
+        if src is None or src._poll() is None:
+            return None
+        return src._cause
+
+    @property
+    def done(self) -> Done:
+        """The context's read-only event (``is_set()``, ``await wait()``); the same object
+        every time."""
+        # Cached weakly: a strong cache would make a reference cycle of every context.
+        ref = self._done
+        d = ref() if ref is not None else None
+        if d is None:
+            d = Done(self)
+            self._done = weakref.ref(d)
+        return d
+
+    def check(self) -> None:
+        """Return if the context is not done, else raise a fresh copy of ``err``.
+
+        For polling loops, in trio or in worker threads. Safe from any thread.
+
+        Raises:
+            ContextCancelled: the context (or an ancestor) was cancelled.
+            DeadlineExceeded: its deadline passed.
+        """
+        src = self._canceller()
+        if src is not None and src._poll() is not None:
+            src._raise_err()
+
+    def value(self, key: Hashable, default: Any = None) -> Any:
+        """Return the value stored under ``key`` by the nearest :func:`with_value`, else
+        ``default``. A stored ``None`` is a value. One dict lookup, whatever the depth."""
+        return self._values.get(key, default)
+
+    # -- binding to trio --------------------------------------------------------------------
+
+    def scope(self) -> _Binding:
+        """Run a block in a fresh trio ``CancelScope`` tied to this context.
+
+        The scope's deadline is the context's, the context being done cancels it, and
+        :func:`current` returns this context inside. Each call makes a new scope, so it can
+        be used again, nested, and in many tasks at once. Yields the trio scope::
+
+            with ctx.scope():
+                await fetch(url)
+
+        Raises:
+            ContextCancelled, DeadlineExceeded: (a fresh copy of ``ctx.err``, chained from the
+                cause) when this context interrupted the body. An outer trio cancellation or an
+                exception from the body passes through unchanged; a body that finished is
+                untouched even if the context is done by then.
+            RuntimeError: outside a trio run.
+        """
+        return _Binding(self, bind=True, swallow=False)
+
+    def move_on(self) -> _Binding:
+        """Like :meth:`scope`, but the context's own cancellation is swallowed and the block
+        just ends (trio's ``move_on_*`` shape). Check ``ctx.err`` or the scope's
+        ``cancelled_caught`` afterwards."""
+        return _Binding(self, bind=True, swallow=True)
+
+    async def run(self, afn: Callable[[*PosArgsT], Awaitable[T]], *args: *PosArgsT) -> T:
+        """Run ``afn(*args)`` inside :meth:`scope` and return its result: Go's
+        ``select { case r := <-result: ... case <-ctx.Done(): return ctx.Err() }``.
+
+        Raises:
+            ContextCancelled, DeadlineExceeded: when the context ended first.
+            Exception: whatever ``afn`` raised.
+        """
+        with self.scope():
+            return await afn(*args)
+        raise AssertionError(
+            "unreachable: scope() swallowed its own cancellation"
+        )  # pragma: no cover
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def children(self) -> list[Context]:
+        """The live contexts derived directly from this one (not done, not garbage). A done
+        context still lists its live :func:`without_cancel` children, which outlive it."""
+        kids = self._children
+        if not kids:
+            return []
+        out: list[Context] = []
+        for ref in list(kids.values()):
+            child = ref()
+            if child is not None and child.err is None:
+                out.append(child)
+        return out
+
+    def explain(self) -> str:
+        """Say why the context is done: which context ended it, by whom (task), where
+        (file:line of the ``cancel()`` call, or "deadline"), when (trio time), with which
+        cause, and the path from that context down to this one. ``""`` when not done."""
+        src = self._canceller()
+        if src is None or src._poll() is None:
+            return ""
+        err, cause, origin = src._err, src._cause, src._origin
+        assert err is not None and origin is not None
+        when = "" if origin.when is None else f" at trio time {origin.when:.3f}"
+        if origin.task == "deadline":
+            how = (
+                f"deadline {origin.when:.3f} passed"
+                if origin.when is not None
+                else "deadline passed"
+            )
+        else:
+            how = f"cancel() called by task {origin.task!r} at {origin.where}{when}"
+        lines = [f"{self._label()} is done: {type(err).__name__}: {err}", f"  {how}"]
+        if cause is not err:
+            lines.append(f"  cause: {cause!r}")
+        path: list[str] = []
+        node: Context | None = self
+        while node is not None:
+            path.append(node._label())
+            if node is origin.ctx():
+                break
+            node = node._parent
+        lines.append("  path: " + " -> ".join(reversed(path)))
+        return "\n".join(lines)
+
+    def _label(self) -> str:
+        arg = self._label_arg
+        if arg is None:
+            return self._kind
+        return f"{self._kind}({arg!r})"
+
+    def _state_name(self) -> str:
+        err = self.err
+        if err is None:
+            return "active"
+        return "deadline exceeded" if isinstance(err, DeadlineExceeded) else "cancelled"
+
+    def __repr__(self) -> str:
+        parts = [
+            f"<trio_context.{type(self).__name__} {self._label()} at {id(self):#x}",
+            self._state_name(),
+        ]
+        left = self.remaining()
+        if left != _INF and self.err is None:
+            parts.append(f"{left:.2f} s left")
+        if self._parent is not None:
+            parts.append(f"parent {self._parent._label()}")
+        return ", ".join(parts) + ">"
+
+    # -- tree plumbing ----------------------------------------------------------------------
+
+    def _add_child(self, child: Context) -> None:
+        kids = self._children
+        if kids is None:
+            with _lock:
+                kids = self._children
+                if kids is None:
+                    kids = self._children = _Children()
+        elif len(kids) >= kids.purge_at:
+            kids.purge()
+        kids[id(child)] = weakref.ref(child)
+
+
+class _Children(dict[int, weakref.ref[Context]]):
+    """A context's children, held weakly, by id. The references carry no callback (that would
+    cost memory per child). A dead child's entry is overwritten by the next child that gets
+    its address, and the rest are purged when the dict has doubled since the last purge, so
+    adding stays amortised O(1). (A set of weakrefs is slow here: reused addresses make every
+    new child collide with dead entries of equal hash.)"""
+
+    __slots__ = ("purge_at",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.purge_at = 64
+
+    def purge(self) -> None:
+        for key, ref in list(self.items()):
+            if ref() is None:
+                self.pop(key, None)
+        self.purge_at = max(64, 2 * len(self))
+
+
+def check_parent(parent: object, name: str = "parent") -> None:
+    if not isinstance(parent, Context):
+        raise TypeError(
+            f"{name} must be a trio_context.Context (e.g. tc.background()), "
+            f"not {type(parent).__name__}"
+        )
+
+
+def _new(
+    cls: type[Context],
+    parent: Context | None,
+    kind: str,
+    label_arg: object,
+    src: CancelContext | None,
+    values: dict[Hashable, Any],
+) -> Any:
+    ctx = object.__new__(cls)
+    ctx._parent = parent
+    ctx._shared = src
+    ctx._values = values
+    ctx._kind = kind
+    ctx._label_arg = label_arg
+    ctx._children = None
+    ctx._done = None
+    if parent is not None:
+        parent._add_child(ctx)
+    return ctx
+
+
+_NO_VALUES: Final[dict[Hashable, Any]] = {}
+
+
+def _root(kind: str) -> Context:
+    ctx: Context = _new(Context, None, kind, None, None, _NO_VALUES)
+    return ctx
+
+
+_BACKGROUND: Final = _root("background")
+_TODO: Final = _root("todo")
+
+
+def background() -> Context:
+    """The root context: never cancelled, no deadline, no values. The same object every time."""
+    return _BACKGROUND
+
+
+def current() -> Context:
+    """The context bound to the running code by the innermost ``ctx.scope()`` (per task,
+    inherited by tasks started inside it; also in worker threads started there), else
+    :func:`background`."""
+    return _current.get(_BACKGROUND)
+
+
+def todo() -> Context:
+    """Like :func:`background`, but says "which context belongs here is not decided yet"."""
+    return _TODO
+
+
+Context.__module__ = "trio_context"

@@ -1,0 +1,378 @@
+"""Cancellation: :class:`CancelContext` and how a cancel or a deadline spreads down the tree.
+
+``cancel()`` marks a whole subtree done (first cancel wins, under one lock), then cancels the
+bound trio scopes (through each run's token when called from another thread) and dispatches the
+after-funcs. Deadlines are observed lazily, so the walk also settles deadlines that passed unseen.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import weakref
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, NoReturn
+
+import trio
+
+from ._base import Context
+from ._common import (
+    _INF,
+    _lock,
+    check_cause,
+    check_number,
+    check_seconds,
+    clock_for,
+    trio_token_or_none,
+)
+from ._errors import ContextCancelled, ContextError, DeadlineExceeded
+from ._scope import _Binding
+from ._timers import timers
+
+if TYPE_CHECKING:
+    from ._after import _AfterFunc
+
+
+_PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__))
+
+
+class _Origin:
+    """Who cancelled a context, where and when: the first line of ``explain()``."""
+
+    __slots__ = ("ctx", "task", "when", "where")
+
+    def __init__(self, ctx: CancelContext, task: str, where: str, when: float | None) -> None:
+        self.ctx = weakref.ref(ctx)  # weak: the origin keeps its own _origin
+        self.task = task
+        self.where = where
+        self.when = when
+
+    @classmethod
+    def capture(cls, ctx: CancelContext) -> _Origin:
+        try:
+            task = trio.lowlevel.current_task().name
+            when: float | None = trio.current_time()
+        except RuntimeError:
+            task = f"thread {threading.current_thread().name}"
+            when = ctx._clock.current_time() if ctx._clock is not None else None
+        frame = sys._getframe(2)
+        while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+            frame = frame.f_back
+        return cls(ctx, task, f"{frame.f_code.co_filename}:{frame.f_lineno}", when)
+
+
+class CancelContext(Context):
+    """A context that can be cancelled: made by :func:`with_cancel`, :func:`with_timeout` and
+    :func:`with_deadline`.
+
+    ``cancel()`` may be called from any thread. ``with ctx:`` binds a scope like
+    :meth:`Context.scope` and cancels the context on exit.
+    """
+
+    __slots__ = (
+        "_after",
+        "_cause",
+        "_clock",
+        "_deadline",
+        "_deadline_src",
+        "_err",
+        "_origin",
+        "_scopes",
+        "_token",
+        "_with_binding",
+    )
+
+    _deadline: float  # own or inherited deadline; only ever moves earlier
+    _deadline_src: CancelContext | None  # the context whose expiry that deadline is
+    _clock: trio.abc.Clock | None  # the trio clock the deadline is on (None: no deadline)
+    _token: trio.lowlevel.TrioToken | None  # the run of that clock
+    _err: ContextError | None  # set once, under _lock, by the first cancel or expiry
+    _cause: BaseException | None  # before done: the cause to use on expiry (with_timeout(cause=))
+    _origin: _Origin | None
+    _scopes: dict[trio.CancelScope, trio.lowlevel.TrioToken] | None  # bound trio scopes
+    _after: list[_AfterFunc] | None
+    _with_binding: _Binding | None
+
+    def cancel(self, cause: BaseException | None = None) -> None:
+        """Cancel the context: set ``err`` to :class:`ContextCancelled` (``cause`` or the err
+        itself as cause), cancel every descendant and every bound scope, run the
+        :func:`after_func` callbacks and set ``done``.
+
+        Idempotent: the first call (or the deadline) wins; later calls do nothing. Safe from
+        any thread.
+
+        Raises:
+            TypeError: ``cause`` is not an exception.
+        """
+        check_cause(cause)
+        if self._poll() is not None:
+            return
+        err = ContextCancelled("context cancelled")
+        if _finish_tree(self, err, cause if cause is not None else err, _Origin.capture(self)):
+            self._detach()
+
+    def cancel_at(self, deadline: float, *, cause: BaseException | None = None) -> None:
+        """Move the deadline earlier, to ``deadline`` on trio's clock (.NET's ``CancelAfter``).
+
+        A deadline later than the current one is ignored: deadlines only move earlier. On
+        expiry the context ends with :class:`DeadlineExceeded` and ``cause``. Must be called
+        in the trio thread of a running loop.
+
+        Raises:
+            TypeError, ValueError: ``deadline`` is not a number, or is NaN.
+            RuntimeError: outside a trio run.
+        """
+        deadline = check_number("deadline", deadline)
+        clock = clock_for("cancel_at()")
+        if deadline >= self._deadline or self._poll() is not None:
+            return
+        self._cause = cause
+        _move_deadline(self, deadline, clock)
+        if deadline <= clock.current_time():
+            self._expire()
+        else:
+            timers().add(deadline, self)
+
+    def cancel_after(self, seconds: float, *, cause: BaseException | None = None) -> None:
+        """Move the deadline earlier, to ``seconds`` from now; see :meth:`cancel_at`.
+
+        Raises:
+            TypeError, ValueError: ``seconds`` is not a number, negative or NaN.
+            RuntimeError: outside a trio run.
+        """
+        seconds = check_seconds(seconds)
+        self.cancel_at(clock_for("cancel_after()").current_time() + seconds, cause=cause)
+
+    def __enter__(self) -> CancelContext:
+        if self._with_binding is not None:
+            raise RuntimeError(
+                f"{self._label()} is already entered; use ctx.scope() for concurrent blocks"
+            )
+        binding = _Binding(self, bind=True, swallow=False)
+        binding.__enter__()
+        self._with_binding = binding
+        return self
+
+    def __exit__(
+        self,
+        etype: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        binding = self._with_binding
+        assert binding is not None, "CancelContext exited without being entered"
+        self._with_binding = None
+        try:
+            return binding.__exit__(etype, exc, tb)
+        finally:
+            self.cancel()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _canceller(self) -> CancelContext:
+        return self
+
+    def _scope_deadline(self) -> float:
+        """The deadline bound trio scopes carry natively."""
+        return self._deadline
+
+    def _current_deadline(self) -> float:
+        return self._deadline
+
+    def _poll(self) -> ContextError | None:
+        """``err``, expiring the deadline first if it is due (safe from any thread)."""
+        err = self._err
+        if err is None and self._clock is not None and self._is_due(self._clock.current_time()):
+            self._on_due()
+            err = self._err
+        return err
+
+    def _is_due(self, now: float) -> bool:
+        return now >= self._deadline
+
+    def _on_due(self) -> None:
+        src = self._deadline_src
+        (src if src is not None else self)._expire()
+
+    def _on_timer(self, now: float) -> float | None:
+        """Called by the timer task at a due time; returns the next time to call it, if any."""
+        if self._err is None and self._is_due(now):
+            self._on_due()
+        return None
+
+    def _expired_before(self, when: float | None) -> tuple[float, BaseException | None] | None:
+        """If this context's *own* deadline passed before an event at ``when`` (None: now),
+        return (that deadline, the cause to use or None for the preset one)."""
+        if self._deadline_src is not self or self._clock is None:
+            return None
+        if (self._clock.current_time() if when is None else when) >= self._deadline:
+            return self._deadline, None
+        return None
+
+    def _expire(self, when: float | None = None, cause: BaseException | None = None) -> None:
+        """End the context with DeadlineExceeded as of trio time ``when`` (its deadline)."""
+        if when is None:
+            when = self._deadline
+        err, cause = _deadline_err(self, cause)
+        origin = _Origin(self, "deadline", "deadline", when)
+        if _finish_tree(self, err, cause, origin, when):
+            self._detach()
+
+    def _detach(self) -> None:
+        parent = self._parent
+        if parent is not None and parent._children is not None:
+            parent._children.pop(id(self), None)
+
+    def _raise_err(self) -> NoReturn:
+        err, cause = self._err, self._cause
+        assert err is not None
+        fresh = type(err)(*err.args)
+        if cause is err:
+            raise fresh from None
+        raise fresh from cause
+
+
+def _deadline_err(
+    ctx: CancelContext, cause: BaseException | None
+) -> tuple[DeadlineExceeded, BaseException]:
+    err = DeadlineExceeded("context deadline exceeded")
+    if cause is None:
+        cause = ctx._cause if ctx._cause is not None else err
+    return err, cause
+
+
+_Item = tuple[Context, ContextError, BaseException, _Origin, "float | None"]
+
+
+def _finish_tree(
+    root: CancelContext,
+    err: ContextError,
+    cause: BaseException,
+    origin: _Origin,
+    when: float | None = None,
+) -> bool:
+    """Mark ``root`` and every descendant done (first cancel wins), then cancel their bound
+    scopes and dispatch their after-funcs. Iterative, so depth is unbounded. Returns False if
+    ``root`` was already done.
+
+    ``when`` is the trio time of the event (a deadline), None for "now" (a cancel). Deadlines
+    are observed lazily, so a descendant whose own deadline passed before the event, unseen,
+    is ended by that deadline instead, and its subtree with it: the state is what Go's timers
+    would have made it, whoever looks first."""
+    here = trio_token_or_none()
+    scopes: list[tuple[trio.CancelScope, trio.lowlevel.TrioToken]] = []
+    callbacks: list[_AfterFunc] = []
+    stack: list[_Item] = [(root, err, cause, origin, when)]
+    while stack:
+        node, err, cause, origin, when = stack.pop()
+        if not isinstance(node, CancelContext):
+            if node._shared is None:  # without_cancel(): cancellation stops here
+                continue
+        else:
+            if node is not root:
+                expired = node._expired_before(when)
+                if expired is not None:
+                    when, own_cause = expired
+                    err, cause = _deadline_err(node, own_cause)
+                    origin = _Origin(node, "deadline", "deadline", when)
+            with _lock:
+                if node._err is not None:
+                    if node is root:
+                        return False
+                    continue
+                node._err = err
+                node._cause = cause
+                node._origin = origin
+                after, node._after = node._after, None
+            if node._scopes:
+                scopes.extend(node._scopes.copy().items())
+            if after:
+                callbacks.extend(after)
+        kids = node._children
+        if kids:
+            for key, ref in list(kids.items()):
+                child = ref()
+                if child is None or isinstance(child, CancelContext) or child._shared is not None:
+                    del kids[key]  # done with this node: no longer a live child
+                    if child is not None:
+                        stack.append((child, err, cause, origin, when))
+                # without_cancel() children stay: they outlive this node's cancellation
+    for cs, token in scopes:
+        if token is here:
+            cs.cancel()
+        else:
+            try:
+                token.run_sync_soon(cs.cancel)
+            except trio.RunFinishedError:
+                pass
+    for cb in callbacks:
+        cb.dispatch()
+    return True
+
+
+def _move_deadline(root: CancelContext, deadline: float, clock: trio.abc.Clock) -> None:
+    """Tighten ``root``'s deadline and every descendant's that was later (trio thread)."""
+    token = trio.lowlevel.current_trio_token()
+    stack: list[Context] = [root]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, CancelContext):
+            if node._shared is None:
+                continue
+        else:
+            if node._deadline <= deadline and node is not root:
+                continue
+            node._deadline = deadline
+            node._deadline_src = root
+            node._clock = clock
+            node._token = token
+            if node._scopes:
+                for cs in node._scopes.copy():
+                    cs.deadline = min(cs.deadline, node._scope_deadline())
+        if node._children:
+            for ref in list(node._children.values()):
+                child = ref()
+                if child is not None:
+                    stack.append(child)
+
+
+def new_cancel(
+    cls: type[CancelContext], parent: Context, kind: str, label_arg: object = None
+) -> Any:
+    # Written out rather than built on _new(): creation is a hot path (benchmarks/core.py).
+    psrc = parent._canceller()
+    ctx = object.__new__(cls)
+    ctx._parent = parent
+    ctx._shared = None
+    ctx._values = parent._values
+    ctx._kind = kind
+    ctx._label_arg = label_arg
+    ctx._children = None
+    ctx._done = None
+    ctx._err = None
+    ctx._cause = None
+    ctx._origin = None
+    ctx._scopes = None
+    ctx._after = None
+    ctx._with_binding = None
+    if psrc is None:
+        ctx._deadline = _INF
+        ctx._deadline_src = ctx._clock = ctx._token = None
+        parent._add_child(ctx)
+        return ctx
+    ctx._deadline = psrc._deadline
+    ctx._deadline_src = psrc._deadline_src if psrc._deadline_src is not None else psrc
+    ctx._clock = psrc._clock
+    ctx._token = psrc._token
+    parent._add_child(ctx)  # only now: a concurrent cancel of the parent may walk it at once
+    if psrc._err is not None or (psrc._clock is not None and psrc._poll() is not None):
+        # Born done: the parent's err and cause (a concurrent parent cancel may get here first).
+        with _lock:
+            if ctx._err is None:
+                ctx._err, ctx._cause, ctx._origin = psrc._err, psrc._cause, psrc._origin
+        ctx._detach()
+    return ctx
+
+
+CancelContext.__module__ = "trio_context"

@@ -1,0 +1,59 @@
+"""What the core's modules share: the lock, the logger, and the checks of arguments.
+
+Errors name the argument the caller passed (``seconds must be non-negative``), as trio's do.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from typing import Final
+
+import trio
+
+logger: Final = logging.getLogger("trio_context")
+
+# Protects the "first cancel wins" transition and the lazy creation of per-context containers.
+# Reentrant, so a signal handler that cancels while this thread holds it cannot deadlock.
+_lock: Final = threading.RLock()
+
+_INF: Final = math.inf
+
+
+def trio_token_or_none() -> trio.lowlevel.TrioToken | None:
+    try:
+        return trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return None
+
+
+def check_cause(cause: object) -> None:
+    if cause is not None and not isinstance(cause, BaseException):
+        raise TypeError(f"cause must be an exception or None, not {type(cause).__name__}")
+
+
+def check_number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{name} must not be NaN")
+    return value
+
+
+def check_seconds(seconds: object) -> float:
+    value = check_number("seconds", seconds)
+    if value < 0:
+        raise ValueError(f"seconds must be non-negative, got {value!r}")
+    return value
+
+
+def clock_for(what: str) -> trio.abc.Clock:
+    try:
+        return trio.lowlevel.current_clock()
+    except RuntimeError:
+        raise RuntimeError(
+            f"{what} needs a running trio loop (deadlines are on trio's clock); "
+            "with_cancel() and with_value() do not"
+        ) from None
