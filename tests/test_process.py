@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc"
 
 def live_members(pgid: int) -> list[int]:
     """Pids of the non-zombie processes in process group ``pgid``."""
-    found = []
+    found: list[int] = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -386,3 +386,232 @@ async def test_inside_ctx_scope_raises_ctx_err_after_stopping() -> None:
 async def test_python_child_uses_sys_executable() -> None:
     result = await run_process(tc.background(), [sys.executable, "-c", "print('py ok')"])
     assert result.stdout.strip() == b"py ok"
+
+
+# -- idle_timeout --------------------------------------------------------------------------------
+# Real processes cannot run on MockClock (waiting for a child looks idle to trio, so the fake clock
+# would jump), so these tests use trio's clock with short limits and bounds that only check that
+# the stop came no earlier than the limit and not much later.
+
+PRINT_THEN_HANG = "for i in 1 2 3 4 5; do echo line $i; sleep 0.1; done; exec sleep 60"
+
+
+class TimedLines(Lines):
+    """``Lines`` that also records when each line arrived (trio time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def __call__(self, stream: str, line: str) -> None:
+        self.times.append(trio.current_time())
+        super().__call__(stream, line)
+
+
+async def test_idle_stops_idle_limit_after_the_last_line() -> None:
+    lines = TimedLines()
+    limit = 0.5
+    with trio.fail_after(20):
+        result = await run_process(
+            tc.background(), ["sh", "-c", PRINT_THEN_HANG], on_line=lines, idle_timeout=limit
+        )
+    ended = trio.current_time()
+    assert lines.text() == [f"line {i}" for i in range(1, 6)]
+    assert result.outcome == "idle"
+    assert result.signal == signal.SIGTERM
+    assert isinstance(result.cause, tc.IdleTimeout) and result.cause.seconds == limit
+    assert result.describe() == "was killed by SIGTERM (idle: no output for 0.5 s)"
+    assert result.stop_duration is not None
+    stopped_at = ended - result.stop_duration  # a little late at most: `ended` is read after
+    silence = stopped_at - lines.times[-1]
+    # The line is timed a few microseconds after the chunk that carried it touched the context.
+    assert limit - 0.005 <= silence < limit + 1.0
+    assert lines.times[-1] - lines.times[0] >= 0.3  # printing kept it alive for a while
+    assert_nothing_left(result)
+
+
+async def test_idle_output_on_stderr_counts_as_progress() -> None:
+    lines = TimedLines()
+    script = (
+        "echo start; for i in 1 2 3 4 5 6 7 8; do echo tick >&2; sleep 0.1; done; exec sleep 60"
+    )
+    with trio.fail_after(20):
+        result = await run_process(
+            tc.background(), ["sh", "-c", script], on_line=lines, idle_timeout=0.4
+        )
+    assert result.outcome == "idle"
+    assert lines.text("stderr") == ["tick"] * 8  # stdout was silent for longer than 0.4 s
+    assert result.stop_duration is not None
+    assert trio.current_time() - result.stop_duration - lines.times[-1] >= 0.4 - 0.005
+    assert_nothing_left(result)
+
+
+async def test_idle_limit_not_reached_exits_normally() -> None:
+    script = "for i in 1 2 3 4 5 6; do echo $i; sleep 0.1; done"
+    result = await run_process(tc.background(), ["sh", "-c", script], idle_timeout=1.0)
+    assert result.outcome == "exited" and result.ok and result.cause is None
+    assert result.stop_duration is None
+
+
+@pytest.mark.parametrize("hard", [None, tc.background()], ids=["default-hard", "hard-never-ends"])
+async def test_idle_ignoring_term_is_killed_after_grace(hard: tc.Context | None) -> None:
+    lines = Lines()
+    with trio.fail_after(20):
+        result = await run_process(
+            tc.background(),
+            ["sh", "-c", "trap '' TERM; echo ready; exec sleep 60"],
+            on_line=lines,
+            idle_timeout=0.3,
+            grace=0.3,
+            hard=hard,
+        )
+    assert result.outcome == "killed"  # SIGKILL was needed, whatever asked it to stop
+    assert result.signal == signal.SIGKILL
+    assert isinstance(result.cause, tc.IdleTimeout)
+    assert result.stop_duration is not None and result.stop_duration >= 0.3
+    assert_nothing_left(result)
+
+
+async def test_earlier_ctx_deadline_wins_over_idle() -> None:
+    ctx = tc.with_timeout(tc.background(), 0.3)
+    result = await run_process(ctx, ["sh", "-c", "exec sleep 60"], idle_timeout=30)
+    assert result.outcome == "timed_out"
+    assert isinstance(result.cause, tc.DeadlineExceeded)
+    assert not isinstance(result.cause, tc.IdleTimeout)
+    assert_nothing_left(result)
+
+
+async def test_idle_with_check_raises_process_failed() -> None:
+    with trio.fail_after(20), pytest.raises(ProcessFailed, match="idle: no output") as info:
+        await run_process(
+            tc.background(), ["sh", "-c", "echo hi; exec sleep 60"], idle_timeout=0.2, check=True
+        )
+    assert info.value.result.outcome == "idle"
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        (0, ValueError, "`idle_timeout` must be positive"),
+        (-1, ValueError, "`idle_timeout` must be non-negative"),
+        ("1", TypeError, "`idle_timeout` must be a number"),
+    ],
+)
+async def test_bad_idle_timeout(value: object, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        await run_process(tc.background(), ["true"], idle_timeout=value)  # type: ignore[arg-type]
+
+
+# -- the deadline in the child's environment ------------------------------------------------------
+
+PRINT_REMAINING = (
+    "import os, trio, trio_context as tc\n"
+    "async def main():\n"
+    "    ctx = tc.from_environ(tc.background())\n"
+    "    print(ctx.remaining(), os.environ.get(tc.DEADLINE_ENV_VAR, '-'), flush=True)\n"
+    "trio.run(main)\n"
+)
+
+
+async def test_child_sees_the_remaining_time() -> None:
+    ctx = tc.with_timeout(tc.background(), 30)
+    seen: list[float] = []
+
+    def on_line(stream: str, line: str) -> None:
+        seen.append(ctx.remaining())  # the parent's remaining time when the child spoke
+
+    result = await run_process(ctx, [sys.executable, "-c", PRINT_REMAINING], on_line=on_line)
+    assert result.ok, result.stderr.decode()
+    child_remaining = float(result.stdout.split()[0])
+    assert abs(child_remaining - seen[0]) < 0.5
+    assert child_remaining < 30
+
+
+async def test_no_deadline_removes_an_inherited_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(tc.DEADLINE_ENV_VAR, "1700000004.5;4.5")
+    result = await run_process(tc.background(), ["sh", "-c", 'echo "${TRIO_CONTEXT_DEADLINE:-}"'])
+    assert result.stdout == b"\n"
+
+
+async def test_deadline_overrides_env_and_opt_out_keeps_it() -> None:
+    ctx = tc.with_timeout(tc.background(), 30)
+    cmd = ["sh", "-c", 'echo "$TRIO_CONTEXT_DEADLINE"']
+    given = {tc.DEADLINE_ENV_VAR: "1700000004.5;4.5"}
+    propagated = await run_process(ctx, cmd, env=given)
+    _, remaining = propagated.stdout.decode().strip().split(";")
+    assert 29 < float(remaining) <= 30
+    kept = await run_process(ctx, cmd, env=given, propagate_deadline=False)
+    assert kept.stdout == b"1700000004.5;4.5\n"
+
+
+NESTED = (
+    "import sys, trio, trio_context as tc\n"
+    "async def main():\n"
+    "    ctx = tc.with_timeout(tc.from_environ(tc.background()), float(sys.argv[1]))\n"
+    "    result = await tc.run_process(ctx, [sys.executable, '-c', sys.argv[2]])\n"
+    "    sys.stdout.buffer.write(result.stdout)\n"
+    "trio.run(main)\n"
+)
+
+
+@pytest.mark.parametrize(("own", "low", "high"), [(100.0, 15.0, 20.0), (3.0, 1.0, 3.0)])
+async def test_grandchild_sees_the_min(own: float, low: float, high: float) -> None:
+    ctx = tc.with_timeout(tc.background(), 20)
+    result = await run_process(ctx, [sys.executable, "-c", NESTED, str(own), PRINT_REMAINING])
+    assert result.ok, result.stderr.decode()
+    assert low < float(result.stdout.split()[0]) <= high
+
+
+# -- nursery.start: the pid while it runs --------------------------------------------------------
+
+
+async def test_nursery_start_gives_a_handle_while_it_runs() -> None:
+    ctx = tc.with_cancel(tc.background())
+    async with trio.open_nursery() as nursery:
+        handle = await nursery.start(run_process, ctx, ["sh", "-c", "exec sleep 60"])
+        assert isinstance(handle, tc.ProcessHandle)
+        assert handle.args == ("sh", "-c", "exec sleep 60")
+        assert handle.running and handle.returncode is None
+        assert os.getpgid(handle.pid) == handle.pid  # it leads its own group
+        assert live_members(handle.pid) == [handle.pid]
+        assert f"pid {handle.pid}, running" in repr(handle)
+        ctx.cancel()
+    assert not handle.running
+    assert handle.returncode == -signal.SIGTERM
+    handle.send_signal(signal.SIGTERM)  # reaped: ignored, never sent to a reused id
+
+
+async def test_task_status_passed_on_gives_handle_and_result() -> None:
+    lines = Lines()
+    script = "trap 'echo got-usr1; exit 0' USR1; echo ready; while :; do sleep 0.05; done"
+    results: list[ProcessResult] = []
+
+    async def job(*, task_status: trio.TaskStatus[tc.ProcessHandle]) -> None:
+        results.append(
+            await run_process(
+                tc.background(), ["sh", "-c", script], on_line=lines, task_status=task_status
+            )
+        )
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            handle = await nursery.start(job)
+            await lines.wait_for("ready")
+            handle.send_signal(signal.SIGUSR1)
+    (result,) = results
+    assert result.pid == handle.pid
+    assert (result.outcome, result.returncode) == ("exited", 0)  # a signal is not a stop
+    assert lines.text() == ["ready", "got-usr1"]
+    with pytest.raises(ValueError, match="12345"):
+        handle.send_signal(12345)
+    assert_nothing_left(result)
+
+
+async def test_nursery_start_raises_when_nothing_starts() -> None:
+    ctx = tc.with_cancel(tc.background())
+    ctx.cancel()
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(tc.ContextCancelled):
+            await nursery.start(run_process, ctx, ["true"])
+        with pytest.raises(FileNotFoundError):
+            await nursery.start(run_process, tc.background(), ["no-such-program-xyz"])
