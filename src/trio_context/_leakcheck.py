@@ -1,0 +1,593 @@
+"""Find what a test left behind: tasks, bound scopes, threads and processes.
+
+The engine of the pytest plugin's teardown check (:mod:`trio_context.pytest_plugin`); it does
+not import pytest. A :class:`LeakWatch` is opened when a checked test's body starts and
+:meth:`LeakWatch.check` is awaited when it ends, in the test's task:
+
+- *tasks*: trio tasks still running whose :func:`~trio_context.current` is the test's context
+  or a descendant (found by walking trio's task tree from the root task). Their spawn site is
+  recorded by a trio instrument that only listens to ``task_spawned``, only while the watch is
+  open.
+- *scopes*: descendants of the test's context (and the context itself) with a bound scope
+  (``ctx.scope()``, ``with ctx:``) still open, with the task that holds it when trio says.
+- *threads*: threads started during the test and still alive, plus trio worker threads that
+  are still busy with a job; idle trio cache threads are not leaks (trio keeps them ~10 s for
+  reuse). ``threading.Thread.start`` is wrapped while the watch is open to keep a cheap
+  creation stack (frames only; source lines are read when a report is printed).
+- *processes* (Linux only): processes started through :class:`subprocess.Popen` during the test
+  (trio's and trio_context's ``run_process`` use it) still alive, and live members of the
+  process groups they led (an orphaned grandchild of a ``sh -c``). ``Popen.__init__`` is wrapped
+  while the watch is open to record pid, command line and creation stack. Where the kernel has
+  ``/proc/<pid>/task/<tid>/children``, any other new direct child is reported too.
+
+Nothing here costs anything while no watch is open. A watch is meant for one trio thread at
+a time (pytest runs tests one by one).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import FrameType
+from typing import Any, Final, cast
+
+import trio
+
+from ._context import Context, current
+
+__all__ = [
+    "KINDS",
+    "Leak",
+    "LeakWatch",
+    "exception_stacks",
+    "format_stack",
+    "task_stack",
+    "tasks_under",
+    "under",
+]
+
+KINDS: Final = frozenset({"tasks", "scopes", "threads", "processes"})
+
+_STACK_LIMIT: Final = 24
+_SHOWN_FRAMES: Final = 8
+_HERE: Final = os.path.dirname(os.path.abspath(__file__))
+_HIDDEN_PREFIXES: Final = (os.path.dirname(os.path.abspath(trio.__file__)) + os.sep,)
+_HIDDEN_PARTS: Final = tuple(
+    os.sep + name + os.sep for name in ("_pytest", "pluggy", "pytest_trio", "outcome")
+)
+_HIDDEN_FILES: Final = frozenset(
+    [
+        os.path.abspath(threading.__file__),
+        os.path.abspath(subprocess.__file__),
+        os.path.join(_HERE, "_leakcheck.py"),
+        os.path.join(_HERE, "pytest_plugin.py"),
+        os.path.join(_HERE, "_testing.py"),
+    ]
+)
+
+
+# -- stacks -------------------------------------------------------------------------------
+
+
+def _hidden(filename: str) -> bool:
+    return (
+        filename in _HIDDEN_FILES
+        or filename.startswith(_HIDDEN_PREFIXES)
+        or any(part in filename for part in _HIDDEN_PARTS)
+    )
+
+
+def capture(frame: FrameType | None) -> traceback.StackSummary:
+    """A cheap stack from ``frame`` outwards, outermost first: frames only, no source lines
+    (they are read from ``linecache`` when the stack is formatted)."""
+    summary = traceback.StackSummary.extract(
+        traceback.walk_stack(frame), limit=_STACK_LIMIT, lookup_lines=False
+    )
+    summary.reverse()
+    return summary
+
+
+def format_stack(frames: Iterable[traceback.FrameSummary], indent: str = "    ") -> str:
+    """The user's frames of a stack (trio, pytest and plugin internals left out), innermost
+    last, at most a few, formatted like a traceback. ``""`` when none is left."""
+    frames = list(frames)
+    shown = [f for f in frames if not _hidden(f.filename)][-_SHOWN_FRAMES:]
+    if not shown:
+        shown = frames[-1:]  # all internal (trio.sleep_forever, Event.wait): say which
+    lines: list[str] = []
+    for f in shown:
+        lines.append(f'{indent}File "{f.filename}", line {f.lineno}, in {f.name}')
+        code = (f.line or "").strip()
+        if code:
+            lines.append(f"{indent}  {code}")
+    return "\n".join(lines)
+
+
+def task_stack(task: trio.lowlevel.Task) -> traceback.StackSummary:
+    """Where a suspended trio task is waiting, outermost frame first."""
+    return traceback.StackSummary.extract(task.iter_await_frames(), limit=_STACK_LIMIT)
+
+
+def thread_stack(thread: threading.Thread) -> traceback.StackSummary | None:
+    """Where a running thread is now, outermost frame first (None if it is gone)."""
+    ident = thread.ident
+    frame = sys._current_frames().get(ident) if ident is not None else None
+    if frame is None:
+        return None
+    summary = traceback.StackSummary.extract(traceback.walk_stack(frame), limit=_STACK_LIMIT)
+    summary.reverse()
+    return summary
+
+
+def exception_stacks(exc: BaseException) -> list[traceback.StackSummary]:
+    """The stacks where each ``trio.Cancelled`` inside ``exc`` (an exception group tree) was
+    raised: where each task was waiting when its scope was cancelled."""
+    out: list[traceback.StackSummary] = []
+    todo: list[tuple[BaseException, list[traceback.FrameSummary]]] = [(exc, [])]
+    while todo:
+        node, outer = todo.pop()
+        frames = outer + list(traceback.extract_tb(node.__traceback__, limit=_STACK_LIMIT))
+        if isinstance(node, BaseExceptionGroup):
+            group = cast("BaseExceptionGroup[BaseException]", node)
+            subs = group.exceptions
+            todo.extend((sub, frames) for sub in reversed(subs))
+        elif isinstance(node, trio.Cancelled):
+            out.append(traceback.StackSummary.from_list(frames))
+    return out
+
+
+# -- the context tree ---------------------------------------------------------------------
+
+
+def under(ctx: Context | None, root: Context) -> bool:
+    """True when ``ctx`` is ``root`` or derived from it."""
+    while ctx is not None:
+        if ctx is root:
+            return True
+        ctx = ctx._parent  # private to the core; there is no public parent accessor
+    return False
+
+
+def _bound_context(task: trio.lowlevel.Task) -> Context | None:
+    """``tc.current()`` as ``task`` sees it. None for a task whose contextvars context is
+    entered right now: the running task, and pytest-trio's fixture tasks, which share the
+    test task's context object."""
+    try:
+        return task.context.run(current)
+    except RuntimeError:
+        return None
+
+
+def _open_scope_count(ctx: Context) -> int:
+    """How many bound scopes of ``ctx`` are open. ``tc.dump()``/``format_tree()`` report the
+    same number; read from the core here so the plugin does not depend on the tree module.
+    The scopes live on the context that owns the cancellation state, so contexts sharing it
+    (``with_value`` children) share the count."""
+    src = ctx._canceller()
+    return 0 if src is None else len(src._scopes or {})
+
+
+def _descendants(root: Context) -> list[Context]:
+    out: list[Context] = []
+    todo = [root]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        todo.extend(node.children())
+    return out
+
+
+def _all_tasks() -> Iterator[trio.lowlevel.Task]:
+    todo = [trio.lowlevel.current_root_task()]
+    while todo:
+        task = todo.pop()
+        if task is None:
+            continue
+        yield task
+        for nursery in task.child_nurseries:
+            todo.extend(nursery.child_tasks)
+
+
+def _scope_owners(tasks: Iterable[trio.lowlevel.Task]) -> dict[int, trio.lowlevel.Task]:
+    """Map id(CancelScope) -> the task running inside it. Reads trio's private cancel-status
+    chain; returns what it could (an empty map if trio's internals changed)."""
+    owners: dict[int, trio.lowlevel.Task] = {}
+    try:
+        for task in tasks:
+            status: Any = task._cancel_status
+            while status is not None:
+                owners.setdefault(id(status._scope), task)
+                status = status._parent
+    except AttributeError:  # pragma: no cover - trio internals moved
+        pass
+    return owners
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+def _proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, ppid, pgid) of a live process, None if it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    state = fields[0].decode()
+    if state in ("Z", "X"):
+        return None
+    return state, int(fields[1]), int(fields[2])
+
+
+def _proc_cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            parts = f.read().split(b"\0")
+    except OSError:
+        return "?"
+    return " ".join(p.decode(errors="replace") for p in parts if p)
+
+
+def _direct_children() -> set[int] | None:
+    """Pids of this process's children from ``/proc/self/task/*/children`` (cheap), or None
+    when the kernel does not provide that file."""
+    out: set[int] = set()
+    try:
+        tids = os.listdir("/proc/self/task")
+        for tid in tids:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                out.update(int(p) for p in f.read().split())
+    except OSError:
+        return None
+    return out
+
+
+def _all_pids() -> Iterator[int]:
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            yield int(name)
+
+
+class _Spawned:
+    __slots__ = ("args", "leader", "pid", "stack")
+
+    def __init__(self, pid: int, args: object, leader: bool, stack: traceback.StackSummary):
+        self.pid = pid
+        self.args = args
+        self.leader = leader
+        self.stack = stack
+
+
+# -- leaks ----------------------------------------------------------------------------------
+
+
+class Leak:
+    """One thing a test left behind: ``kind`` (``"tasks"``, ``"scopes"``, ``"threads"`` or
+    ``"processes"``), a one-line ``what``, where it was created and where it is now."""
+
+    __slots__ = ("created", "kind", "now", "what")
+
+    def __init__(
+        self,
+        kind: str,
+        what: str,
+        created: Iterable[traceback.FrameSummary] | None = None,
+        now: Iterable[traceback.FrameSummary] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.what = what
+        self.created = created
+        self.now = now
+
+    def format(self) -> str:
+        lines = [f"- {self.what}"]
+        for label, frames in (("created at", self.created), ("now at", self.now)):
+            text = format_stack(frames, "      ") if frames is not None else ""
+            if text:
+                lines += [f"    {label}:", text]
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<Leak {self.kind}: {self.what}>"
+
+
+class _SpawnRecorder(trio.abc.Instrument):
+    """Keeps the spawn stack of tasks started under the watched context."""
+
+    def __init__(self, root: Context) -> None:
+        self.root = root
+        self.stacks: weakref.WeakKeyDictionary[trio.lowlevel.Task, traceback.StackSummary] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        # Runs in the spawning task, so current() is the spawner's context.
+        if under(current(), self.root):
+            self.stacks[task] = capture(sys._getframe(1))
+
+
+class LeakWatch:
+    """Watch one test for leaks: open it when the test body starts (in its trio task),
+    ``await check()`` when the body ends, and ``close()`` in a ``finally``.
+
+    ``kinds`` is a subset of ``{"tasks", "scopes", "threads", "processes"}``.
+    """
+
+    def __init__(self, root: Context, kinds: Iterable[str], *, settle: float = 0.5) -> None:
+        self.root = root
+        self.kinds = frozenset(kinds)
+        unknown = self.kinds - KINDS
+        if unknown:
+            raise ValueError(f"unknown leak kinds {sorted(unknown)}; use {sorted(KINDS)}")
+        self.settle = settle
+        self._restore: list[Callable[[], None]] = []
+        self._recorder: _SpawnRecorder | None = None
+        self._thread_stacks: weakref.WeakKeyDictionary[threading.Thread, traceback.StackSummary] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._threads_before: set[threading.Thread] = set()
+        self._busy_before: set[threading.Thread] = set()
+        self._spawned: list[_Spawned] = []
+        self._children_before: set[int] | None = None
+        self._procfs = sys.platform == "linux" and os.path.isdir("/proc/self")
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        if "tasks" in self.kinds:
+            recorder = _SpawnRecorder(self.root)
+            trio.lowlevel.add_instrument(recorder)
+            self._recorder = recorder
+            self._restore.append(lambda: trio.lowlevel.remove_instrument(recorder))
+        if "threads" in self.kinds:
+            self._threads_before = set(threading.enumerate())
+            self._busy_before = {t for t in self._threads_before if _trio_worker_busy(t)}
+            self._patch(threading.Thread, "start", self._wrap_thread_start)
+        if "processes" in self.kinds and self._procfs:
+            self._children_before = _direct_children()
+            self._patch(subprocess.Popen, "__init__", self._wrap_popen_init)
+
+    def _patch(self, owner: type, name: str, wrap: Callable[[Any], Any]) -> None:
+        original = owner.__dict__[name]
+        setattr(owner, name, wrap(original))
+        self._restore.append(lambda: setattr(owner, name, original))
+
+    def _wrap_thread_start(self, original: Callable[[threading.Thread], None]) -> Any:
+        stacks = self._thread_stacks
+
+        def start(thread: threading.Thread) -> None:
+            stacks[thread] = capture(sys._getframe(1))
+            original(thread)
+
+        return start
+
+    def _wrap_popen_init(self, original: Callable[..., None]) -> Any:
+        spawned = self._spawned
+
+        def __init__(popen: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+            stack = capture(sys._getframe(1))
+            original(popen, *args, **kwargs)
+            leader = bool(kwargs.get("start_new_session")) or kwargs.get("process_group") == 0
+            spawned.append(_Spawned(popen.pid, popen.args, leader, stack))
+
+        return __init__
+
+    def close(self) -> None:
+        """Undo the instrument and the wrappers. Idempotent."""
+        while self._restore:
+            self._restore.pop()()
+
+    # -- the check -----------------------------------------------------------------------
+
+    async def check(self, cancel: Callable[[], None]) -> list[Leak]:
+        """Call ``cancel()`` (which cancels the test's context), give what it started a
+        moment to stop, and return what is still there. Must run in the trio thread, outside
+        the test's bound scope. Waits up to ``settle`` seconds of real time, only when
+        something is still running."""
+        contexts = _descendants(self.root) if "scopes" in self.kinds else []
+        cancel()
+        end = -math.inf
+        rounds = 0
+        leaks: list[Leak] = []
+        with trio.CancelScope(shield=True):
+            while True:
+                leaks = self._leaks(contexts)
+                if not leaks:
+                    break
+                if rounds == 0:
+                    end = time.monotonic() + self.settle
+                elif time.monotonic() >= end:
+                    break
+                rounds += 1
+                await trio.lowlevel.checkpoint()
+                if rounds > 20:
+                    # Threads and processes need real time; tasks only need checkpoints.
+                    # A blocking sleep, not trio.sleep(): under a MockClock that would move
+                    # virtual time (and fire deadlines) instead of letting threads run.
+                    time.sleep(0.002)  # noqa: ASYNC251
+        return leaks
+
+    def check_blocking(self) -> list[Leak]:
+        """The thread and process part of :meth:`check`, for a sync test: what is still
+        there after waiting up to ``settle`` seconds (only while something is)."""
+        end = time.monotonic() + self.settle
+        while True:
+            leaks = self._leaks([])
+            if not leaks or time.monotonic() >= end:
+                return leaks
+            time.sleep(0.002)
+
+    def _leaks(self, contexts: list[Context]) -> list[Leak]:
+        leaks: list[Leak] = []
+        if "tasks" in self.kinds or "scopes" in self.kinds:
+            tasks = list(_all_tasks())
+            if "tasks" in self.kinds:
+                leaks += self._task_leaks(tasks)
+            if "scopes" in self.kinds:
+                leaks += _scope_leaks(contexts, tasks)
+        if "threads" in self.kinds:
+            leaks += self._thread_leaks()
+        if "processes" in self.kinds and self._procfs:
+            leaks += self._process_leaks()
+        return leaks
+
+    def _task_leaks(self, tasks: list[trio.lowlevel.Task]) -> list[Leak]:
+        stacks = self._recorder.stacks if self._recorder is not None else None
+        return _task_leaks(self.root, tasks, stacks)
+
+    def _thread_leaks(self) -> list[Leak]:
+        out: list[Leak] = []
+        for thread in threading.enumerate():
+            worker = _trio_worker(thread)
+            if worker is not None:
+                if thread in self._busy_before or not _trio_worker_busy(thread):
+                    continue
+                what = f"trio worker thread {thread.name!r} is still running its job"
+            elif thread in self._threads_before:
+                continue
+            else:
+                what = f"thread {thread.name!r} is still alive"
+            out.append(Leak("threads", what, self._thread_stacks.get(thread), thread_stack(thread)))
+        return out
+
+    def _process_leaks(self) -> list[Leak]:
+        out: list[Leak] = []
+        seen: set[int] = set()
+        me = os.getpid()
+        groups: dict[int, _Spawned] = {}
+        for sp in self._spawned:
+            if sp.leader:
+                groups[sp.pid] = sp
+            stat = _proc_stat(sp.pid)
+            if stat is not None and stat[1] == me:
+                seen.add(sp.pid)
+                out.append(
+                    Leak(
+                        "processes",
+                        f"process {sp.pid} is still alive: {_proc_cmdline(sp.pid)}",
+                        sp.stack,
+                    )
+                )
+        if groups:
+            for pid in _all_pids():
+                if pid in seen:
+                    continue
+                stat = _proc_stat(pid)
+                if stat is not None and stat[2] in groups:
+                    seen.add(pid)
+                    leader = groups[stat[2]]
+                    out.append(
+                        Leak(
+                            "processes",
+                            f"process {pid} of the process group of {leader.pid} "
+                            f"({_args_text(leader.args)}) is still alive: {_proc_cmdline(pid)}",
+                            leader.stack,
+                        )
+                    )
+        if self._children_before is not None:
+            now = _direct_children() or set()
+            for pid in sorted(now - self._children_before - seen):
+                if _proc_stat(pid) is not None:
+                    out.append(
+                        Leak(
+                            "processes",
+                            f"child process {pid} is still alive: {_proc_cmdline(pid)}",
+                        )
+                    )
+        return out
+
+
+def _task_leaks(
+    root: Context,
+    tasks: Iterable[trio.lowlevel.Task],
+    spawned: Mapping[trio.lowlevel.Task, traceback.StackSummary] | None,
+) -> list[Leak]:
+    out: list[Leak] = []
+    for task in tasks:
+        bound = _bound_context(task)
+        if bound is not None and under(bound, root):
+            out.append(
+                Leak(
+                    "tasks",
+                    f"task {task.name!r} is still running (its context: {bound._label()})",
+                    spawned.get(task) if spawned is not None else None,
+                    task_stack(task),
+                )
+            )
+    return out
+
+
+def tasks_under(root: Context) -> list[Leak]:
+    """The trio tasks (other than the running one) whose ``tc.current()`` is ``root`` or
+    derived from it, as :class:`Leak` reports. Must run in the trio thread."""
+    return _task_leaks(root, _all_tasks(), None)
+
+
+def _args_text(args: object) -> str:
+    if isinstance(args, str | bytes | os.PathLike):
+        return os.fsdecode(cast("str | bytes | os.PathLike[str]", args))
+    if isinstance(args, list | tuple):
+        items = cast("list[object] | tuple[object, ...]", args)
+        return " ".join(_args_text(a) for a in items)
+    return repr(args)
+
+
+def _scope_leaks(contexts: list[Context], tasks: list[trio.lowlevel.Task]) -> list[Leak]:
+    out: list[Leak] = []
+    owners: dict[int, trio.lowlevel.Task] | None = None
+    seen: set[int] = set()
+    for ctx in contexts:
+        src = ctx._canceller()
+        if src is None or id(src) in seen:
+            continue
+        seen.add(id(src))
+        if not _open_scope_count(src):
+            continue
+        if owners is None:
+            owners = _scope_owners(tasks)
+        for cs in list((src._scopes or {}).keys()):
+            task = owners.get(id(cs))
+            holder = f"in task {task.name!r}" if task is not None else "outside any live task"
+            out.append(
+                Leak(
+                    "scopes",
+                    f"a scope bound to {src._label()} is still open {holder}",
+                    None,
+                    task_stack(task) if task is not None else None,
+                )
+            )
+    return out
+
+
+def _trio_worker(thread: threading.Thread) -> object | None:
+    """The trio ``WorkerThread`` that runs in ``thread`` (None: not a trio cache thread)."""
+    target = getattr(thread, "_target", None)
+    worker: object = getattr(target, "__self__", None)
+    if worker is not None and type(worker).__name__ == "WorkerThread":
+        return worker
+    return None
+
+
+def _trio_worker_busy(thread: threading.Thread) -> bool:
+    """True when ``thread`` is a trio cache thread that is running a job (not idle). Trio puts
+    a worker back in its idle set *before* delivering the job's result, so a thread whose
+    ``to_thread`` call has returned is already idle."""
+    worker = _trio_worker(thread)
+    if worker is None:
+        return False
+    from trio._core import _thread_cache  # private: the only record of idle workers
+
+    return worker not in _thread_cache.THREAD_CACHE._idle_workers
