@@ -1,0 +1,448 @@
+"""The job queue: a concurrency limit, states, progress, safe and immediate cancel, close, destroy.
+
+Rules for callers:
+
+- Open it with ``async with open_job_queue(ctx, limit=2) as queue:``. The queue belongs to that
+  block, like a nursery: leaving the block stops taking jobs and waits for every submitted one
+  (queued ones included). An exception out of the block, or ``ctx`` being done, destroys it.
+- ``submit(spec)`` returns a job id at once; ``get``/``jobs`` give snapshots; ``subscribe``
+  gives an event stream (``events.py``); ``wait(job_id)`` waits for a final state.
+- ``cancel(job_id, mode="safe")``: a queued job is removed and never starts; a running one stops
+  at its next step boundary, keeping the steps it finished. ``mode="now"`` interrupts it at once.
+- ``close(timeout=None)``: take no more jobs, cancel the queued ones, let the running ones finish;
+  those still running ``timeout`` seconds later are cancelled now. ``destroy()``: cancel every
+  job now. Both are idempotent. (Piscina's ``close()`` also runs the queued tasks; here that is
+  what leaving the block does, and ``close()`` is the shutdown that ends in bounded time.)
+- Every method belongs to the trio thread the queue runs in.
+
+A job's context derives from the queue's, never from the code that submitted it: a job outlives
+the HTTP request that created it. The contexts of one running job::
+
+    ctx                                   the parent given to open_job_queue
+    └── queue context                     destroy() cancels it, and so every job
+        └── job context                   cancel(mode="now") cancels it
+            └── with_idle_timeout(...)    stall_timeout: each finished step touches it
+                └── with_timeout(...)     timeout: the context the work runs under
+    stop = with_cancel(background())      cancel(mode="safe"): the work checks it between steps
+
+The first of these to end decides the final state (``model.py`` has the diagram): a cancel that
+was accepted ends in ``cancelled`` even if the work then finishes its last step; otherwise an
+error from the work means ``failed``, all steps finished means ``done``, and a context that ended
+the work says why: "stalled", "timed out", or the queue was destroyed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+import trio_context as tc
+
+from .events import Subscription
+from .model import (
+    CANCEL_MODES,
+    FINAL_STATES,
+    CancelMode,
+    CancelRequested,
+    JobEvent,
+    JobInfo,
+    JobSpec,
+    JobStalled,
+    JobTimedOut,
+    QueueClosed,
+    SpecError,
+    State,
+    UnknownJob,
+)
+from .work import WORK, Steps, Work
+
+
+@attrs.define(eq=False)
+class _Job:
+    """A job's mutable record; the outside world only sees ``info()`` snapshots."""
+
+    id: str
+    spec: JobSpec
+    timeout: float | None
+    stall_timeout: float | None
+    state: State = "queued"
+    outputs: list[str] = attrs.Factory(list)
+    reason: str | None = None
+    cached: bool = False
+    mode: CancelMode | None = None  # how a cancel asked it to stop
+    why: str = ""  # who cancelled it, for the reason
+    ctx: tc.CancelContext | None = None  # from the moment it leaves the queue
+    stop: tc.CancelContext | None = None
+    idle: tc.IdleContext | None = None
+    finished: trio.Event = attrs.Factory(trio.Event)
+
+    def info(self) -> JobInfo:
+        return JobInfo(
+            id=self.id,
+            spec=self.spec,
+            state=self.state,
+            step=len(self.outputs),
+            outputs=tuple(self.outputs),
+            reason=self.reason,
+            cached=self.cached,
+            timeout=self.timeout,
+            stall_timeout=self.stall_timeout,
+        )
+
+
+@attrs.frozen
+class QueueStatistics:
+    """Counts at one moment (``queue.statistics()``)."""
+
+    limit: int
+    queued: int
+    running: int  # running or cancelling: each holds one of the ``limit`` slots
+    finished: int  # the finished jobs still remembered
+    subscribers: int
+    cached_results: int
+    closed: bool
+
+
+class JobQueue:
+    """Jobs with a concurrency limit. Made by :func:`open_job_queue`, never directly."""
+
+    def __init__(
+        self,
+        ctx: tc.CancelContext,
+        nursery: trio.Nursery,
+        *,
+        limit: int,
+        work: Mapping[str, Work],
+        cache_size: int,
+        keep_finished: int,
+        grace: float,
+    ) -> None:
+        self._ctx = ctx
+        self._nursery = nursery
+        self._limit = limit
+        self._work = work
+        self._cache_size = cache_size
+        self._keep_finished = keep_finished
+        self._grace = grace
+        self._jobs: dict[str, _Job] = {}  # every job remembered, in submission order
+        self._waiting: deque[_Job] = deque()  # queued, first in first out
+        self._running = 0  # running or cancelling
+        self._finished_ids: deque[str] = deque()  # oldest first, for forgetting
+        self._cache: OrderedDict[JobSpec, tuple[str, ...]] = OrderedDict()  # least recent first
+        self._subscribers: set[Subscription] = set()
+        self._drained = trio.Event()  # set while no job is queued or running
+        self._drained.set()
+        self._count = 0
+        self._closed = False
+
+    # -- submitting -----------------------------------------------------------------------------
+
+    def submit(
+        self, spec: JobSpec, *, timeout: float | None = None, stall_timeout: float | None = None
+    ) -> str:
+        """Queue a job and return its id (``"job-1"``, ``"job-2"``, ...).
+
+        ``timeout``: seconds the job may run (from its start, not from submission) before it
+        fails "timed out". ``stall_timeout``: seconds without a finished step before it fails
+        "stalled". A spec whose result is in the cache gives a job that is ``done`` at once.
+
+        Raises:
+            QueueClosed: after ``close()``/``destroy()``, or once the queue's block is left.
+            SpecError: the queue has no work of ``spec.kind``, or a bad timeout.
+        """
+        if self._closed:
+            raise QueueClosed("the queue is closed: it takes no new jobs")
+        if spec.kind not in self._work:
+            raise SpecError(f"this queue runs no {spec.kind!r} jobs")
+        for name, value in (("timeout", timeout), ("stall_timeout", stall_timeout)):
+            if value is not None and not (isinstance(value, int | float) and 0 < value < math.inf):
+                raise SpecError(f"`{name}` must be a positive number of seconds, got {value!r}")
+        self._count += 1
+        job = _Job(f"job-{self._count}", spec, timeout, stall_timeout)
+        self._jobs[job.id] = job
+        cached = self._cache.get(spec)
+        if cached is not None:
+            self._cache.move_to_end(spec)
+            job.outputs = list(cached)
+            job.cached = True
+            self._finish(job, "done", "from the result cache")
+            return job.id
+        self._waiting.append(job)
+        if self._drained.is_set():
+            self._drained = trio.Event()
+        self._publish(job, "state")
+        self._start_next()
+        return job.id
+
+    def _start_next(self) -> None:
+        """Start queued jobs, oldest first, while fewer than ``limit`` run."""
+        while self._waiting and self._running < self._limit:
+            job = self._waiting.popleft()
+            self._running += 1
+            job.state = "running"
+            job.ctx = tc.with_cancel(self._ctx)
+            job.stop = tc.with_cancel(tc.background())
+            self._publish(job, "state")
+            self._nursery.start_soon(self._run, job, name=f"jobs: {job.id}")
+
+    async def _run(self, job: _Job) -> None:
+        assert job.ctx is not None and job.stop is not None
+        ctx: tc.Context = job.ctx
+        if job.stall_timeout is not None:
+            ctx = job.idle = tc.with_idle_timeout(
+                ctx, job.stall_timeout, cause=JobStalled(job.stall_timeout)
+            )
+        if job.timeout is not None:
+            ctx = tc.with_timeout(ctx, job.timeout, cause=JobTimedOut(job.timeout))
+        steps = Steps(lambda output: self._report(job, output), job.stop, self._grace)
+        error: Exception | None = None
+        interrupted = True  # until the work returns or raises an Exception
+        try:
+            await self._work[job.spec.kind](ctx, job.spec, steps)
+            interrupted = False
+        except tc.ContextError:
+            interrupted = False  # a context stopped the work: _outcome() says which one
+        except Exception as exc:
+            error = exc
+            interrupted = False
+        finally:
+            state, reason = self._outcome(job, ctx, error, interrupted)
+            for owned in (ctx, job.idle, job.ctx, job.stop):
+                if isinstance(owned, tc.CancelContext):
+                    owned.cancel()  # their work is over
+            self._running -= 1
+            self._finish(job, state, reason)
+            self._start_next()
+
+    def _outcome(
+        self, job: _Job, ctx: tc.Context, error: Exception | None, interrupted: bool
+    ) -> tuple[State, str | None]:
+        done, total = len(job.outputs), job.spec.steps
+        if job.state == "cancelling":
+            return "cancelled", f"cancelled ({job.why}) at step {done} of {total}"
+        if error is not None:
+            return "failed", f"error: {type(error).__name__}: {error}"
+        if done >= total:
+            return "done", None
+        cause = ctx.cause
+        if isinstance(cause, JobStalled | JobTimedOut):
+            return "failed", f"{cause} (at step {done} of {total})"
+        if cause is not None or interrupted:
+            return "cancelled", f"cancelled ({cause or 'interrupted'}) at step {done} of {total}"
+        return "failed", f"the work ended after {done} of {total} steps"
+
+    def _report(self, job: _Job, output: str) -> None:
+        """One more step finished (the work calls this through ``Steps.report``)."""
+        if job.state in FINAL_STATES or len(job.outputs) >= job.spec.steps:
+            return
+        job.outputs.append(output)
+        if job.idle is not None:
+            job.idle.touch()
+        self._publish(job, "progress")
+
+    def _finish(self, job: _Job, state: State, reason: str | None) -> None:
+        assert job.state not in FINAL_STATES, f"{job.id} finished twice"
+        job.state = state
+        job.reason = reason
+        if state == "done" and not job.cached and self._cache_size > 0:
+            self._cache[job.spec] = tuple(job.outputs)
+            self._cache.move_to_end(job.spec)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        job.finished.set()
+        self._publish(job, "state")
+        self._finished_ids.append(job.id)
+        while len(self._finished_ids) > self._keep_finished:
+            self._jobs.pop(self._finished_ids.popleft(), None)
+        self._check_drained()
+
+    # -- cancelling, closing --------------------------------------------------------------------
+
+    def cancel(self, job_id: str, mode: CancelMode = "safe") -> bool:
+        """Cancel a job; return True if this changed anything.
+
+        A queued job becomes ``cancelled`` at once and never starts. A running one becomes
+        ``cancelling``: with ``mode="safe"`` its work stops at the next step boundary, with
+        ``"now"`` its context is cancelled (a worker process gets SIGTERM, then SIGKILL after the
+        queue's ``grace``). A ``"now"`` upgrades an earlier ``"safe"``. Returns False for a job
+        already final, or already cancelling at least as hard.
+
+        Raises:
+            UnknownJob: no such job.
+            ValueError: ``mode`` is not ``"safe"`` or ``"now"``.
+        """
+        if mode not in CANCEL_MODES:
+            raise ValueError(f"`mode` must be 'safe' or 'now', got {mode!r}")
+        return self._cancel(self._get(job_id), mode, mode)
+
+    def _cancel(self, job: _Job, mode: CancelMode, why: str) -> bool:
+        if job.state == "queued":
+            self._waiting.remove(job)
+            self._finish(job, "cancelled", f"cancelled ({why}) before it started")
+            return True
+        upgrade = job.state == "cancelling" and job.mode == "safe" and mode == "now"
+        if job.state != "running" and not upgrade:
+            return False
+        assert job.ctx is not None and job.stop is not None
+        job.state, job.mode, job.why = "cancelling", mode, why
+        job.reason = f"stopping ({why})" + (": at the next step boundary" if mode == "safe" else "")
+        cause = CancelRequested(f"cancelled ({why})")
+        (job.stop if mode == "safe" else job.ctx).cancel(cause)
+        self._publish(job, "state")
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        """Take no more jobs, cancel the queued ones, let the running ones finish. With
+        ``timeout``, the jobs still running that many seconds later are cancelled now (a later
+        call can only add an earlier deadline). Idempotent.
+
+        Raises:
+            ValueError: ``timeout`` is negative or NaN.
+        """
+        if timeout is not None and not timeout >= 0:
+            raise ValueError(f"`timeout` must be a non-negative number of seconds, got {timeout!r}")
+        self._closed = True
+        for job in list(self._waiting):
+            self._cancel(job, "now", "queue closed")
+        if timeout is not None and self._running:
+            self._nursery.start_soon(self._close_deadline, timeout, name="jobs: close deadline")
+        self._check_drained()
+
+    async def _close_deadline(self, seconds: float) -> None:
+        with trio.move_on_after(seconds):
+            await self.join()
+            return
+        for job in list(self._jobs.values()):
+            self._cancel(job, "now", "close deadline passed")
+
+    def destroy(self) -> None:
+        """Take no more jobs and cancel every queued and running one now (a ``"now"`` cancel;
+        the queue's context too). Idempotent."""
+        self._closed = True
+        for job in list(self._jobs.values()):
+            self._cancel(job, "now", "queue destroyed")
+        self._ctx.cancel(CancelRequested("cancelled (queue destroyed)"))
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if not self._waiting and not self._running:
+            self._drained.set()
+            if self._closed:
+                for subscription in list(self._subscribers):
+                    if subscription.job_id is None:
+                        subscription.end()
+
+    # -- looking ------------------------------------------------------------------------------
+
+    def _get(self, job_id: str) -> _Job:
+        try:
+            return self._jobs[job_id]
+        except KeyError:
+            raise UnknownJob(f"no job {job_id!r}") from None
+
+    def get(self, job_id: str) -> JobInfo:
+        """A snapshot of one job. Raises :class:`UnknownJob`."""
+        return self._get(job_id).info()
+
+    def jobs(self) -> list[JobInfo]:
+        """Snapshots of every remembered job, oldest first."""
+        return [job.info() for job in self._jobs.values()]
+
+    async def wait(self, job_id: str) -> JobInfo:
+        """Wait until the job is final and return its snapshot. Raises :class:`UnknownJob`."""
+        job = self._get(job_id)
+        await job.finished.wait()
+        return job.info()
+
+    async def join(self) -> None:
+        """Wait until no job is queued or running."""
+        while not self._drained.is_set():
+            await self._drained.wait()
+        await trio.lowlevel.checkpoint()
+
+    def subscribe(self, job_id: str | None = None) -> Subscription:
+        """An event stream of one job, or of all (see ``events.py``); use it in a ``with``.
+
+        Raises:
+            UnknownJob: no such job.
+        """
+        jobs = [self._get(job_id)] if job_id is not None else list(self._jobs.values())
+        subscription = Subscription(job_id, self._subscribers.discard)
+        for job in jobs:
+            subscription.put(JobEvent("state", job.info()))
+        if job_id is None and self._closed and self._drained.is_set():
+            subscription.end()
+        self._subscribers.add(subscription)
+        return subscription
+
+    def statistics(self) -> QueueStatistics:
+        return QueueStatistics(
+            limit=self._limit,
+            queued=len(self._waiting),
+            running=self._running,
+            finished=len(self._finished_ids),
+            subscribers=len(self._subscribers),
+            cached_results=len(self._cache),
+            closed=self._closed,
+        )
+
+    def _publish(self, job: _Job, kind: Any) -> None:
+        event = JobEvent(kind, job.info())
+        for subscription in list(self._subscribers):
+            subscription.put(event)
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        return (f"<JobQueue limit {s.limit}: {s.queued} queued, {s.running} running, "
+                f"{s.finished} finished{', closed' if s.closed else ''}>")
+
+
+@asynccontextmanager
+async def open_job_queue(
+    ctx: tc.Context,
+    *,
+    limit: int,
+    work: Mapping[str, Work] | None = None,
+    cache_size: int = 32,
+    keep_finished: int = 100,
+    grace: float = 5.0,
+) -> AsyncIterator[JobQueue]:
+    """Open a job queue that runs at most ``limit`` jobs at once, under ``ctx``.
+
+    ``work`` maps a spec's ``kind`` to the function that runs it (default: ``work.WORK``, the
+    async, thread and process kinds). ``cache_size`` results are kept (least recently used
+    first out; 0 turns the cache off), and the ``keep_finished`` newest finished jobs. ``grace``
+    is how long a worker process may take to stop after SIGTERM before it gets SIGKILL.
+
+    Leaving the block takes no more jobs and waits for every submitted one; an exception, or
+    ``ctx`` being done, destroys the queue first. Either way no task, thread or process of the
+    queue is left when the block is over.
+
+    Raises:
+        ValueError: ``limit`` is not a positive int, or a bad ``cache_size``/``keep_finished``.
+    """
+    for name, value, least in (("limit", limit, 1), ("cache_size", cache_size, 0),
+                               ("keep_finished", keep_finished, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"`{name}` must be an int >= {least}, got {value!r}")
+    queue_ctx = tc.with_cancel(ctx)
+    async with trio.open_nursery() as nursery:
+        queue = JobQueue(queue_ctx, nursery, limit=limit, work=WORK if work is None else work,
+                         cache_size=cache_size, keep_finished=keep_finished, grace=grace)
+        stop_watching = tc.after_func(ctx, queue.destroy)
+        try:
+            yield queue
+        except BaseException:
+            queue.destroy()
+            raise
+        finally:
+            queue._closed = True  # no new jobs; the nursery waits for the submitted ones
+            queue._check_drained()
+    stop_watching()
+    queue_ctx.cancel()

@@ -1,0 +1,195 @@
+"""What a job is: its spec, its states, the snapshots and events the queue hands out, the errors.
+
+Everything here is plain immutable data (``attrs.frozen``), safe to pass between tasks and to
+serialise (``to_json``). The queue itself is in ``jobqueue.py``.
+
+States and their transitions (nothing else ever happens; a final state never changes)::
+
+    queued ──▶ running ──▶ done            (every step finished)
+      │           │  └───▶ failed          (an error, "timed out", or "stalled")
+      │           ▼
+      │       cancelling ─▶ cancelled     (cancel(mode="safe" | "now") of a running job)
+      └──────────────────▶ cancelled      (cancel of a queued job: it never starts)
+
+A running job whose queue is destroyed, or whose queue's parent context is cancelled, also goes
+through ``cancelling``. A job answered from the result cache is born ``done``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+import attrs
+
+State = Literal["queued", "running", "cancelling", "cancelled", "done", "failed"]
+FINAL_STATES: Final[frozenset[State]] = frozenset({"cancelled", "done", "failed"})
+CancelMode = Literal["safe", "now"]
+CANCEL_MODES: Final[tuple[CancelMode, ...]] = ("safe", "now")
+KINDS: Final = ("async", "thread", "process")
+
+
+class SpecError(ValueError):
+    """A job spec (or its JSON) is invalid; the message names the field."""
+
+
+def _positive_int(name: str, value: object, *, allow_zero: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"`{name}` must be an integer, not {type(value).__name__}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise SpecError(f"`{name}` must be {'non-negative' if allow_zero else 'positive'}, "
+                        f"got {value}")
+    return value
+
+
+def _seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(f"`{name}` must be a number of seconds, not {type(value).__name__}")
+    if not value >= 0 or value == float("inf"):  # also rejects NaN
+        raise SpecError(f"`{name}` must be a finite, non-negative number, got {value!r}")
+    return float(value)
+
+
+@attrs.frozen(kw_only=True)
+class JobSpec:
+    """What to generate. Hashable: the result cache is keyed by the whole spec.
+
+    ``kind`` picks the work (``"async"``: an async step loop, ``"thread"``: a CPU-bound step loop
+    in a worker thread, ``"process"``: a worker subprocess); ``steps`` of ``step_seconds`` each.
+    ``hang_at``/``fail_at`` (a step number, 1-based) make the work hang without progress or raise
+    at that step: broken workers on demand, for demos and tests.
+    """
+
+    kind: str
+    prompt: str
+    steps: int = 10
+    step_seconds: float = 0.1
+    hang_at: int | None = None
+    fail_at: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise SpecError(f"`kind` must be one of {', '.join(KINDS)}; got {self.kind!r}")
+        if not isinstance(self.prompt, str):
+            raise SpecError(f"`prompt` must be a string, not {type(self.prompt).__name__}")
+        _positive_int("steps", self.steps)
+        if self.steps > 10_000:
+            raise SpecError(f"`steps` must be at most 10000, got {self.steps}")
+        _seconds("step_seconds", self.step_seconds)
+        for name in ("hang_at", "fail_at"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive_int(name, value)
+
+    @classmethod
+    def from_json(cls, data: object) -> JobSpec:
+        """Build a spec from decoded JSON (an object with the field names).
+
+        Raises:
+            SpecError: not an object, an unknown field, or a bad value.
+        """
+        if not isinstance(data, dict):
+            raise SpecError("a job spec must be a JSON object")
+        fields = {f.name for f in attrs.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise SpecError(f"unknown field(s) in the job spec: {', '.join(unknown)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:  # a required field is missing
+            raise SpecError(str(exc).replace("__init__() ", "")) from None
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen(kw_only=True)
+class JobInfo:
+    """A snapshot of one job, as ``queue.get()``, ``queue.jobs()`` and events give it.
+
+    ``outputs`` holds one entry per finished step: the result when ``done``, the partial result
+    of a cancelled or failed job. ``reason`` says why a job ended the way it did (``None`` for a
+    normal ``done``); while ``cancelling`` it says how it was asked to stop.
+    """
+
+    id: str
+    spec: JobSpec
+    state: State
+    step: int
+    outputs: tuple[str, ...]
+    reason: str | None = None
+    cached: bool = False
+    timeout: float | None = None
+    stall_timeout: float | None = None
+
+    @property
+    def steps(self) -> int:
+        return self.spec.steps
+
+    @property
+    def percent(self) -> int:
+        """Progress in whole percent (rounded down, so 100 means every step finished)."""
+        return self.step * 100 // self.spec.steps
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "spec": self.spec.to_json(),
+            "state": self.state,
+            "step": self.step,
+            "steps": self.steps,
+            "percent": self.percent,
+            "reason": self.reason,
+            "cached": self.cached,
+            "timeout": self.timeout,
+            "stall_timeout": self.stall_timeout,
+            "outputs": list(self.outputs),
+        }
+
+
+@attrs.frozen
+class JobEvent:
+    """A change to one job: ``"state"`` (a new state) or ``"progress"`` (one more step).
+
+    A subscriber that fell behind gets coalesced events (see ``events.py``): the newest snapshot
+    of the job, typed ``"state"`` if any of the events it replaces was a state change.
+    """
+
+    type: Literal["state", "progress"]
+    job: JobInfo
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "job": self.job.to_json()}
+
+
+# -- errors, and the causes the queue cancels contexts with ---------------------------------
+
+
+class QueueClosed(RuntimeError):
+    """``submit()`` after ``close()`` or ``destroy()``."""
+
+
+class UnknownJob(LookupError):
+    """No job with that id (never submitted, or forgotten after ``keep_finished`` newer ones)."""
+
+
+class JobTimedOut(TimeoutError):
+    """The cause of a job context whose ``timeout`` passed."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"timed out after {seconds:g} s")
+
+
+class JobStalled(TimeoutError):
+    """The cause of a job context that made no progress for ``stall_timeout`` seconds."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"stalled: no progress for {seconds:g} s")
+
+
+class CancelRequested(Exception):
+    """The cause of a cancellation the queue made: ``cancel()``, ``close()``'s deadline,
+    ``destroy()``. The message is the job's ``reason``."""

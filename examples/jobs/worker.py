@@ -1,0 +1,88 @@
+"""The worker program of "process" jobs: one line per finished step, and it stops itself.
+
+    python worker.py --prompt TEXT --steps N --step-seconds S [--hang-at K] [--fail-at K]
+
+stdout gets ``step K/N OUTPUT`` after each step (flushed at once: the parent reads it as
+progress). The worker stops by itself:
+
+- when the deadline its parent put in the environment passes (``tc.from_environ``): it says so
+  on stderr and exits with code 124 (like ``timeout(1)``);
+- on SIGTERM (what ``tc.run_process`` sends when the job's context ends): at once, exit 143.
+
+``--hang-at K`` simulates a worker stuck in native code at step K: it blocks the whole process
+(no progress, deaf to SIGTERM until it gets SIGKILL). ``--fail-at K`` exits with code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import signal
+import sys
+import time
+
+import trio
+
+import trio_context as tc
+
+
+class StepFailed(Exception):
+    """A broken step (``--fail-at``)."""
+
+
+def output_for(prompt: str, step: int) -> str:
+    """Must match ``work.output_for`` (this script runs on its own, without the package)."""
+    digest = hashlib.sha256(f"{prompt}\0{step}".encode()).hexdigest()
+    return f"{step}:{digest[:8]}"
+
+
+async def main(args: argparse.Namespace) -> int:
+    ctx = tc.with_cancel(tc.from_environ(tc.background()))  # the parent's deadline, if any
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_sigterm() -> None:
+                async for _ in signals:
+                    ctx.cancel()
+                    return
+
+            nursery.start_soon(stop_on_sigterm)
+            try:
+                with ctx.scope():
+                    await steps(args)
+                code = 0
+            except tc.DeadlineExceeded:
+                print(f"worker: {tc.DEADLINE_ENV_VAR} deadline passed, stopping", file=sys.stderr)
+                code = 124
+            except tc.ContextCancelled:
+                print("worker: SIGTERM, stopping", file=sys.stderr)
+                code = 143
+            except StepFailed as exc:
+                print(exc, file=sys.stderr)
+                code = 1
+            nursery.cancel_scope.cancel()
+    return code
+
+
+async def steps(args: argparse.Namespace) -> None:
+    for k in range(1, args.steps + 1):
+        if k == args.hang_at:
+            time.sleep(3600)  # noqa: ASYNC251 -- stuck in "native code", deaf to signals
+        if k == args.fail_at:
+            raise StepFailed(f"worker: step {k} failed")
+        await trio.sleep(args.step_seconds)
+        print(f"step {k}/{args.steps} {output_for(args.prompt, k)}", flush=True)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--step-seconds", type=float, required=True)
+    parser.add_argument("--hang-at", type=int)
+    parser.add_argument("--fail-at", type=int)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    sys.exit(trio.run(main, parse_args()))
