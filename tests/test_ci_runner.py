@@ -113,6 +113,36 @@ def test_bad_timeout(tmp_path: Path, value: str) -> None:
     assert message.startswith("step 'a': timeout must be a positive number of seconds, got")
 
 
+def test_idle_timeout_is_parsed(tmp_path: Path) -> None:
+    text = '[[steps]]\nname = "a"\nrun = "true"\ntimeout = 60\nidle-timeout = 2.5\n'
+    (step,) = parse(text, tmp_path).steps
+    assert (step.timeout, step.idle_timeout) == (60.0, 2.5)
+    (default,) = parse('[[steps]]\nname = "a"\nrun = "true"\n', tmp_path).steps
+    assert default.idle_timeout is None
+
+
+@pytest.mark.parametrize("value", ['"30s"', "0", "-1", "true", "inf", "nan", "[1]"])
+def test_bad_idle_timeout_names_step_and_line(tmp_path: Path, value: str) -> None:
+    text = f'[[steps]]\nname = "a"\nrun = "true"\ntimeout = 5\nidle-timeout = {value}\n'
+    ((line, message),) = problems(text, tmp_path)
+    assert line == 5
+    assert message.startswith("step 'a': idle-timeout must be a positive number of seconds, got")
+
+
+def test_idle_timeout_typo_suggests(tmp_path: Path) -> None:
+    text = '[[steps]]\nname = "a"\nrun = "true"\nidle_timeout = 3\n'
+    assert problems(text, tmp_path) == [
+        (4, "step 'a': unknown key 'idle_timeout' (did you mean 'idle-timeout'?)")
+    ]
+
+
+def test_dry_run_shows_the_idle_timeout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "ci.toml"
+    path.write_text('[[steps]]\nname = "a"\nrun = "true"\ntimeout = 9\nidle-timeout = 3\n')
+    assert cli.main([str(path), "--dry-run"]) == 0
+    assert "if success(); timeout 9s; idle-timeout 3s" in capsys.readouterr().out
+
+
 def test_bad_job_timeout(tmp_path: Path) -> None:
     text = '[job]\ntimeout = "1m"\n[[steps]]\nname = "a"\nrun = "true"\n'
     assert problems(text, tmp_path) == [

@@ -293,6 +293,67 @@ timeout = 5
     assert_no_process_left(tmp_path)
 
 
+def test_idle_timeout_stops_a_silent_step_and_spares_a_chatty_one(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[[steps]]
+name = "stuck"
+run = "sleep 60 & echo $! > child.pid; echo $$ > stuck.pid; echo started; sleep 60"
+idle-timeout = 0.5
+timeout = 20
+
+[[steps]]
+name = "after-stuck"
+run = "touch after-ran"
+needs = ["stuck"]
+
+[[steps]]
+name = "chatty"
+run = "echo $$ > chatty.pid; for i in 1 2 3 4 5 6 7 8 9 10; do echo tick $i; sleep 0.1; done"
+idle-timeout = 0.8
+""",
+    )
+    started_at = time.monotonic()
+    document, out = run_json(path, 1)
+    assert time.monotonic() - started_at < 10
+    assert statuses(document) == {
+        "stuck": "timed_out",
+        "after-stuck": "skipped",
+        "chatty": "passed",
+    }
+    stuck = document["steps"][0]
+    assert stuck["cause"] == "no output for 0.5 s"
+    assert stuck["exit_code"] == -signal.SIGTERM
+    assert 0.5 <= stuck["duration"] < 5
+    assert document["steps"][2]["duration"] > 0.8  # longer than its idle limit, never silent
+    assert any(line.startswith("[stuck]") and line.endswith(" started") for line in out.split("\n"))
+    assert any("timed out in" in line and "no output for 0.5 s" in line for line in out.split("\n"))
+    assert not (tmp_path / "after-ran").exists()
+    assert_no_process_left(tmp_path)
+
+
+def test_step_sees_its_deadline_in_the_environment(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[[steps]]
+name = "limited"
+run = 'echo "$TRIO_CONTEXT_DEADLINE" > limited.txt'
+timeout = 30
+
+[[steps]]
+name = "unlimited"
+run = 'echo "${TRIO_CONTEXT_DEADLINE:-none}" > unlimited.txt'
+""",
+    )
+    document, _ = run_json(path, 0)
+    assert statuses(document) == {"limited": "passed", "unlimited": "passed"}
+    _, remaining = (tmp_path / "limited.txt").read_text().strip().split(";")
+    assert 20 < float(remaining) <= 30
+    assert (tmp_path / "unlimited.txt").read_text() == "none\n"
+
+
 def test_step_that_leaves_a_background_child_passes_and_the_child_dies(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -15,6 +15,7 @@ The format (see the README of this example for the full reference)::
     name = "build"          # required, unique
     run = "make build"      # required, run by `sh -c`
     timeout = 30            # seconds; default: no limit of its own
+    idle-timeout = 600      # seconds without output; default: no limit
     needs = []              # names of steps that must finish first
     env = {}                # merged over the job's env, which is merged over the runner's
     cwd = "."               # relative to the folder of the pipeline file
@@ -43,7 +44,17 @@ from .source_map import SourceMap
 Condition: TypeAlias = Literal["success()", "always()", "failure()", "cancelled()"]
 CONDITIONS: tuple[Condition, ...] = ("success()", "always()", "failure()", "cancelled()")
 JOB_KEYS = ("name", "timeout", "env")
-STEP_KEYS = ("name", "run", "timeout", "needs", "env", "cwd", "continue-on-error", "if")
+STEP_KEYS = (
+    "name",
+    "run",
+    "timeout",
+    "idle-timeout",
+    "needs",
+    "env",
+    "cwd",
+    "continue-on-error",
+    "if",
+)
 
 
 @attrs.frozen
@@ -82,7 +93,11 @@ class Job:
 
 @attrs.frozen
 class Step:
-    """One ``[[steps]]`` table, checked; ``cwd`` is absolute, ``cwd_text`` as written."""
+    """One ``[[steps]]`` table, checked; ``cwd`` is absolute, ``cwd_text`` as written.
+
+    ``idle_timeout`` is the ``idle-timeout`` key: seconds without output before the step is
+    stopped, ``None`` for no limit.
+    """
 
     name: str
     run: str
@@ -94,6 +109,7 @@ class Step:
     continue_on_error: bool
     condition: Condition
     line: int | None
+    idle_timeout: float | None = None
 
     @property
     def is_cleanup(self) -> bool:
@@ -265,6 +281,7 @@ class _Checker:
             ok = False
             self.problem(key_line("run"), f"{where}: run must be a non-empty shell command")
         timeout = self.check_timeout(raw, where, key_line("timeout"))
+        idle_timeout = self.check_timeout(raw, where, key_line("idle-timeout"), "idle-timeout")
         env = self.check_env(raw, where, key_line("env"))
         needs = raw.get("needs", [])
         if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
@@ -301,7 +318,7 @@ class _Checker:
                 f"{where}: if must be one of {', '.join(CONDITIONS)}; got {condition!r}"
                 f"{_did_you_mean(str(condition), CONDITIONS)}",
             )
-        if not ok or timeout is False or env is None:
+        if not ok or timeout is False or idle_timeout is False or env is None:
             return None
         return Step(
             name=str(name),
@@ -314,15 +331,16 @@ class _Checker:
             continue_on_error=continue_on_error,
             condition=condition,
             line=self.source.step_key_line(index, "name") or line,
+            idle_timeout=idle_timeout,
         )
 
     def check_timeout(
-        self, raw: dict[str, Any], where: str, line: int | None
+        self, raw: dict[str, Any], where: str, line: int | None, key: str = "timeout"
     ) -> float | Literal[False] | None:
-        """Return the timeout in seconds, ``None`` when absent, ``False`` when bad."""
-        if "timeout" not in raw:
+        """Return the ``key`` limit in seconds, ``None`` when absent, ``False`` when bad."""
+        if key not in raw:
             return None
-        value = raw["timeout"]
+        value = raw[key]
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
@@ -330,7 +348,7 @@ class _Checker:
             or value <= 0
         ):
             self.problem(
-                line, f"{where}: timeout must be a positive number of seconds, got {value!r}"
+                line, f"{where}: {key} must be a positive number of seconds, got {value!r}"
             )
             return False
         return float(value)

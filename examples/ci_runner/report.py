@@ -41,6 +41,8 @@ def format_plan(pipeline: Pipeline) -> str:
                 details.append("needs " + ", ".join(step.needs))
             if step.timeout is not None:
                 details.append(f"timeout {step.timeout:g}s")
+            if step.idle_timeout is not None:
+                details.append(f"idle-timeout {step.idle_timeout:g}s")
             if step.is_cleanup:
                 details.append("runs under a cleanup context")
             if step.continue_on_error:

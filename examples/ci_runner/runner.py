@@ -11,12 +11,15 @@ A step whose needs are all finished evaluates its ``if`` (GitHub Actions semanti
 graph) and either is skipped or runs ``sh -c RUN`` with :func:`trio_context.run_process`: its own
 process group, both pipes drained line by line into the display, and when its context is done
 SIGTERM to the whole group, ``GRACE`` seconds, then SIGKILL. A forced stop (the hard twin) kills at
-once. So a timeout, a Ctrl-C or a job timeout each stop exactly the processes they should, and
+once. A step with ``idle-timeout`` is stopped the same way after that many seconds without a line
+of output (``run_process(idle_timeout=...)``), and ends ``timed_out`` with the cause "no output for
+N s". So a timeout, a Ctrl-C or a job timeout each stop exactly the processes they should, and
 cleanup steps keep running after a graceful stop because their context ignores it.
 
 Every step gets the runner's environment, then the job's ``env``, then its own ``env``, plus
-``CI_RUNNER_STEP`` (its name) and ``CI_RUNNER_TEMP`` (a scratch folder shared by the job's steps,
-removed when the job ends).
+``CI_RUNNER_STEP`` (its name), ``CI_RUNNER_TEMP`` (a scratch folder shared by the job's steps,
+removed when the job ends) and ``TRIO_CONTEXT_DEADLINE`` (the time its context has left, set by
+``run_process``; absent when the step has no limit).
 
 ``if`` conditions, evaluated when every step in ``needs`` has finished ("upstream" = every step
 needed directly or not; a failure with ``continue-on-error`` counts as a success):
@@ -253,12 +256,17 @@ class _JobRun:
                 on_line=on_line,
                 env={**self.env, **step.env, "CI_RUNNER_STEP": step.name},
                 cwd=step.cwd,
+                idle_timeout=step.idle_timeout,
             )
         except tc.ContextError:  # ctx ended between the `if` and the start: nothing was started
             return self.stopped(step, ctx, None, 0.0)
         except OSError as exc:
             return StepResult(step.name, "failed", cause=f"could not start: {exc}")
         duration = trio.current_time() - start
+        if isinstance(result.cause, tc.IdleTimeout):
+            # outcome "idle", or "killed" when it then needed SIGKILL: it was stopped for silence
+            cause = f"no output for {_seconds(step.idle_timeout)}"
+            return StepResult(step.name, "timed_out", result.returncode, duration, cause)
         if result.outcome == "exited":
             if result.returncode == 0:
                 return StepResult(step.name, "passed", 0, duration)
