@@ -267,6 +267,7 @@ def test_demo_pipeline_is_valid_and_shows_every_feature() -> None:
     assert conditions == {"success()", "always()", "failure()", "cancelled()"}
     assert any(len(stage) > 1 for stage in pipeline.stages())
     assert any(step.continue_on_error and step.timeout for step in pipeline.steps)
+    assert any(step.idle_timeout for step in pipeline.steps)
 
 
 def test_dry_run_prints_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
