@@ -1,0 +1,604 @@
+"""Task groups on contexts: :func:`open_group` (Go's errgroup), :func:`race`, stuck-task reports.
+
+Rules for callers:
+
+- Start the concurrent parts of one job in ``async with tc.open_group(ctx) as group:``; nothing
+  started there outlives the block. Tasks run with ``tc.current()`` being ``group.context`` and
+  are interrupted at their next checkpoint when it is done, even if they never look at ``done``.
+- The first task that fails cancels ``group.context`` with its exception as cause. Once every
+  task has finished, the block raises an ``ExceptionGroup`` (a ``BaseExceptionGroup`` if one is
+  a ``KeyboardInterrupt``...) of the *real* errors. The cancellations the group itself caused
+  are not errors: a sibling's ``trio.Cancelled`` or ``ContextCancelled`` (``DeadlineExceeded``)
+  that is ``group.context.err`` is dropped. Any other exception is kept, a ``ContextError``
+  included (a task's own ``with_timeout`` expiring is a real error).
+- The body of the ``async with`` counts as a task: its exception cancels the group and is
+  reported with the others.
+- ``group.cancel()`` stops the group quietly: the block ends without raising, as trio's
+  ``nursery.cancel_scope.cancel()`` does. When the *outer* ``ctx`` ends the group and that
+  interrupted the body or a task, the block raises a fresh ``ctx.err`` (chained from its cause),
+  as ``ctx.scope()`` does, so callers see why the work is incomplete. Cancelling the group never
+  touches ``ctx``. After the block, ``group.context`` is cancelled (its work is over).
+- A task must finish soon after its context is done. One still running ``grace`` seconds after
+  the group's context was cancelled is reported on the ``trio_context`` logger with its name,
+  stack and the context's ``explain()``; with ``strict=True`` it becomes a
+  :class:`StuckTaskError` in the group's exceptions instead (raised once the task ends).
+
+``group.cancel()``, ``group.context`` and ``group.statistics()`` are safe from any thread; the
+rest belongs in the trio thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import traceback
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager, nullcontext
+from typing import Any, Final, TypeVar, TypeVarTuple, cast, final
+
+import attrs
+import trio
+
+from ._context import CancelContext, Context, after_func, current, with_cancel
+from ._errors import ContextError
+
+__all__ = ["GroupStatistics", "StuckTaskError", "TaskGroup", "open_group", "race"]
+
+T = TypeVar("T")
+PosArgsT = TypeVarTuple("PosArgsT")
+
+logger: Final = logging.getLogger("trio_context")
+DEFAULT_GRACE: Final = 5.0
+
+
+class StuckTaskError(RuntimeError):
+    """A task was still running ``grace`` seconds after its group's context was cancelled.
+
+    Raised (inside the group's exception group) by ``open_group(..., strict=True)``. Not a
+    :class:`ContextError`: it reports a task that ignores cancellation, not a context's end.
+    ``task_name``, ``stack`` and ``explanation`` hold the parts of the message.
+    """
+
+    def __init__(self, message: str, task_name: str = "", stack: str = "", explanation: str = ""):
+        super().__init__(message)
+        self.task_name = task_name
+        self.stack = stack
+        self.explanation = explanation
+
+
+@final
+@attrs.frozen
+class GroupStatistics:
+    """A snapshot of a group: ``running`` tasks (started, not finished), ``waiting`` ones (queued
+    for a slot under ``limit``), ``finished`` ones, ``failed`` (real errors recorded so far),
+    the ``limit`` and whether the group's context is ``cancelled``."""
+
+    running: int
+    waiting: int
+    finished: int
+    failed: int
+    limit: int | None
+    cancelled: bool
+
+
+_WAITING: Final = 0
+_GRANTED: Final = 1
+_ABANDONED: Final = 2
+
+
+class _Slot:
+    """A task's place in the FIFO queue for a run slot (``limit``)."""
+
+    __slots__ = ("event", "state")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.state = _WAITING
+
+
+class _Status:
+    """Wraps trio's ``task_status`` to know whether the task has reported readiness."""
+
+    __slots__ = ("called", "inner")
+
+    def __init__(self, inner: trio.TaskStatus[Any]) -> None:
+        self.inner = inner
+        self.called = False
+
+    def started(self, value: object = None) -> None:
+        self.inner.started(value)
+        self.called = True
+
+
+@final
+@attrs.define(eq=False, repr=False)
+class TaskGroup:
+    """A group of tasks bound to ``group.context``; made by :func:`open_group` only."""
+
+    _context: CancelContext = attrs.field(alias="context")
+    _nursery: trio.Nursery = attrs.field(alias="nursery")
+    _limit: int | None = attrs.field(alias="limit")
+    _grace: float | None = attrs.field(alias="grace")
+    _strict: bool = attrs.field(alias="strict")
+    _live: int = attrs.field(default=0, init=False)  # spawned tasks not finished (waiting too)
+    _running: int = attrs.field(default=0, init=False)  # slots taken (limit only)
+    _waiting: int = attrs.field(default=0, init=False)
+    _finished: int = attrs.field(default=0, init=False)
+    _queue: deque[_Slot] = attrs.field(factory=deque[_Slot], init=False)
+    _errors: list[BaseException] = attrs.field(factory=list[BaseException], init=False)
+    _interrupted: bool = attrs.field(default=False, init=False)  # own cancellation dropped
+    _body_done: bool = attrs.field(default=False, init=False)
+    _closed: bool = attrs.field(default=False, init=False)
+    _watch_cs: trio.CancelScope | None = attrs.field(default=None, init=False)
+    _watching: bool = attrs.field(default=False, init=False)
+
+    @property
+    def context(self) -> CancelContext:
+        """The group's context: a ``with_cancel`` child of the ``ctx`` given to ``open_group``."""
+        return self._context
+
+    def start_soon(
+        self,
+        afn: Callable[[*PosArgsT], Awaitable[object]],
+        *args: *PosArgsT,
+        name: object = None,
+    ) -> None:
+        """Start ``afn(*args)`` in the group (under ``limit``: queue it, FIFO). ``name`` names
+        the trio task (default: from ``afn``, as trio does)::
+
+            group.start_soon(fetch, url, name=f"fetch {url}")
+
+        Raises:
+            TypeError: ``afn`` is not an async function (or is a coroutine object).
+            RuntimeError: the group is closed.
+        """
+        self._check_open()
+        coro = _coroutine(afn, args)
+        if name is None:
+            name = afn
+        self._live += 1
+        try:
+            if self._limit is None and current() is self._context:
+                self._nursery.start_soon(self._run, coro, name=name)
+            else:
+                slot = self._acquire() if self._limit is not None else None
+                self._nursery.start_soon(self._run_slow, coro, slot, name=name)
+        except RuntimeError:
+            self._live -= 1
+            coro.close()
+            raise RuntimeError("this group is closed: its tasks have all finished") from None
+
+    async def start(
+        self, afn: Callable[..., Awaitable[object]], *args: object, name: object = None
+    ) -> Any:
+        """Start ``afn(*args, task_status=...)`` in the group and return the value it passes to
+        ``task_status.started()`` (trio's ``nursery.start``). Under ``limit`` it waits for a
+        slot first. An exception before ``started()`` propagates here instead of to the group::
+
+            port = await group.start(serve, 0)
+
+        Raises:
+            TypeError: ``afn`` is not an async function.
+            RuntimeError: the group is closed.
+            ContextCancelled, DeadlineExceeded: the group's context ended before the task was
+                ready. Anything ``afn`` raised before ``started()``.
+        """
+        self._check_open()
+        _check_afn(afn)
+        return await self._nursery.start(
+            self._run_started, afn, args, name=afn if name is None else name
+        )
+
+    def cancel(self, cause: BaseException | None = None) -> None:
+        """Cancel ``group.context`` (with ``cause``): every task is interrupted at its next
+        checkpoint, waiting ones never start, and the block ends without raising (unless a task
+        failed). Never touches the outer context. Idempotent (first call wins), safe from any
+        thread::
+
+            group.cancel()
+
+        Raises:
+            TypeError: ``cause`` is not an exception.
+        """
+        self._context.cancel(cause)
+
+    def statistics(self) -> GroupStatistics:
+        """A :class:`GroupStatistics` snapshot. Safe from any thread (values may be a step
+        apart when read from another thread)::
+
+            print(group.statistics().running)
+        """
+        return GroupStatistics(
+            running=self._live - self._waiting,
+            waiting=self._waiting,
+            finished=self._finished,
+            failed=len(self._errors),
+            limit=self._limit,
+            cancelled=self._context.done.is_set(),
+        )
+
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        parts = [
+            f"<trio_context.TaskGroup at {id(self):#x}",
+            "closed" if self._closed else "cancelled" if stats.cancelled else "active",
+            f"{stats.running} running",
+        ]
+        if self._limit is not None:
+            parts.append(f"{stats.waiting} waiting, limit {self._limit}")
+        if stats.failed:
+            parts.append(f"{stats.failed} failed")
+        return ", ".join(parts) + ">"
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(
+                "this group is closed: start tasks inside its 'async with' block or from its tasks"
+            )
+
+    async def _run(self, coro: Coroutine[Any, Any, object]) -> None:
+        # The hot path: the task inherits the group's scope and current() from the caller.
+        try:
+            await coro
+        except BaseException as exc:
+            rest = self._sort(exc)
+            if rest is exc:
+                raise
+            if rest is not None:
+                raise rest from None
+        finally:
+            self._task_done()
+
+    async def _run_slow(self, coro: Coroutine[Any, Any, object], slot: _Slot | None) -> None:
+        try:
+            if slot is not None:
+                await self._wait(slot)
+            if self._limit is not None and self._context.err is not None:
+                return  # a slot came free but the group is cancelled: never start
+            bound = current() is not self._context
+            with self._context.scope() if bound else nullcontext():
+                await coro
+        except BaseException as exc:
+            rest = self._sort(exc)
+            if rest is exc:
+                raise
+            if rest is not None:
+                raise rest from None
+        finally:
+            coro.close()  # a task that never started must not warn "never awaited"
+            if self._limit is not None and (slot is None or slot.state == _GRANTED):
+                self._release()
+            self._task_done()
+
+    async def _run_started(
+        self,
+        afn: Callable[..., Awaitable[object]],
+        args: tuple[object, ...],
+        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        status = _Status(task_status)
+        slot = self._acquire() if self._limit is not None else None
+        self._live += 1
+        try:
+            with self._context.scope():
+                if slot is not None:
+                    await self._wait(slot)
+                    self._context.check()  # a slot came free but the group is cancelled
+                await _coroutine(afn, args, task_status=status)
+        except BaseException as exc:
+            if not status.called:
+                raise  # to the caller of start(), as trio does
+            rest = self._sort(exc)
+            if rest is exc:
+                raise
+            if rest is not None:
+                raise rest from None
+        finally:
+            if self._limit is not None and (slot is None or slot.state == _GRANTED):
+                self._release()
+            self._task_done()
+
+    def _task_done(self) -> None:
+        self._live -= 1
+        self._finished += 1
+        if self._live == 0 and self._body_done and self._watch_cs is not None:
+            self._watch_cs.cancel()
+
+    def _body_finished(self) -> None:
+        self._body_done = True
+        if self._live == 0 and self._watch_cs is not None:
+            self._watch_cs.cancel()
+
+    # -- limit: FIFO slots ----------------------------------------------------------------------
+
+    def _acquire(self) -> _Slot | None:
+        """Take a slot now (None) or queue for one (the slot to wait on)."""
+        assert self._limit is not None
+        if self._running < self._limit and not self._waiting:
+            self._running += 1
+            return None
+        slot = _Slot()
+        self._queue.append(slot)
+        self._waiting += 1
+        return slot
+
+    async def _wait(self, slot: _Slot) -> None:
+        try:
+            await slot.event.wait()
+        except BaseException:
+            if slot.state == _WAITING:
+                slot.state = _ABANDONED
+                self._waiting -= 1
+            raise
+
+    def _release(self) -> None:
+        """Hand the caller's slot to the first task still waiting, else free it."""
+        while self._queue:
+            slot = self._queue.popleft()
+            if slot.state == _WAITING:
+                slot.state = _GRANTED
+                self._waiting -= 1
+                slot.event.set()
+                return
+        self._running -= 1
+
+    # -- errors ---------------------------------------------------------------------------------
+
+    def _is_own(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the group context's own err (or a fresh copy of it, as
+        ``check()`` and ``scope()`` raise: same type, message and cause)."""
+        if not isinstance(exc, ContextError):
+            return False
+        err = self._context.err
+        if err is None:
+            return False
+        if exc is err:
+            return True
+        if type(exc) is not type(err) or exc.args != err.args:
+            return False
+        cause = self._context.cause
+        return exc.__cause__ is (None if cause is err else cause)
+
+    def _sort(self, exc: BaseException) -> BaseException | None:
+        """Sort an exception from a task or the body: return trio's cancellation (to re-raise),
+        drop the group's own cancellation, record the rest (and cancel the group)."""
+        if isinstance(exc, trio.Cancelled | GeneratorExit):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            eg = cast(BaseExceptionGroup[BaseException], exc)
+            cancelled, rest = eg.split((trio.Cancelled, GeneratorExit))
+            if rest is not None:
+                own, real = rest.split(self._is_own)
+                self._interrupted |= own is not None
+                if real is not None:
+                    self._record(real)
+            return cancelled
+        if self._is_own(exc):
+            self._interrupted = True
+        else:
+            self._record(exc)
+        return None
+
+    def _record(self, exc: BaseException) -> None:
+        self._errors.append(exc)
+        self._context.cancel(exc)  # the first error wins: later ones find it done
+
+    # -- stuck-task watchdog --------------------------------------------------------------------
+
+    def _on_cancelled(self) -> None:
+        """``after_func`` on the group's context (trio thread): start the watchdog."""
+        if self._closed or self._watching or (self._live == 0 and self._body_done):
+            return
+        self._watching = True
+        try:
+            self._nursery.start_soon(self._watch, name="trio_context.open_group watchdog")
+        except RuntimeError:  # pragma: no cover - the nursery closed in between
+            pass
+
+    async def _watch(self) -> None:
+        assert self._grace is not None
+        with trio.CancelScope(shield=True) as cs:
+            self._watch_cs = cs
+            if self._live == 0 and self._body_done:
+                return
+            await trio.sleep(self._grace)
+            me = trio.lowlevel.current_task()
+            stuck = [task for task in self._nursery.child_tasks if task is not me]
+            if not self._body_done:
+                stuck.insert(0, self._nursery.parent_task)
+            for task in stuck:
+                self._report(task)
+
+    def _report(self, task: trio.lowlevel.Task) -> None:
+        stack = "".join(traceback.StackSummary.extract(task.iter_await_frames()).format())
+        explanation = self._context.explain()
+        message = (
+            f"task {task.name!r} is still running {self._grace:g} s after its group's context "
+            f"was cancelled; it is at (most recent call last):\n{stack}{explanation}"
+        )
+        if self._strict:
+            self._errors.append(StuckTaskError(message, task.name, stack, explanation))
+        else:
+            logger.warning("%s", message)
+
+
+def _check_afn(afn: object, name: str = "afn") -> None:
+    if isinstance(afn, Coroutine):
+        afn.close()  # as trio does: no "never awaited" warning on top of the error
+        raise TypeError(
+            f"`{name}` must be an async function, not a coroutine object: pass the function "
+            "and its arguments separately, start_soon(fn, arg), not start_soon(fn(arg))"
+        )
+    if not callable(afn):
+        raise TypeError(f"`{name}` must be an async function, not {type(afn).__name__}")
+
+
+def _coroutine(
+    afn: object, args: tuple[object, ...], **kwargs: object
+) -> Coroutine[Any, Any, object]:
+    _check_afn(afn)
+    assert callable(afn)
+    coro = afn(*args, **kwargs)
+    if not isinstance(coro, Coroutine):
+        raise TypeError(
+            f"`afn` must be an async function; {afn!r} returned {type(coro).__name__}, "
+            "not a coroutine (is it a synchronous function?)"
+        )
+    return coro  # pyright: ignore[reportUnknownVariableType]
+
+
+def _check_options(limit: object, grace: object, strict: object) -> None:
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"`limit` must be a positive int or None, not {type(limit).__name__}")
+        if limit < 1:
+            raise ValueError(f"`limit` must be a positive int or None, got {limit!r}")
+    if grace is not None:
+        if isinstance(grace, bool) or not isinstance(grace, int | float):
+            raise TypeError(
+                f"`grace` must be a number of seconds or None, not {type(grace).__name__}"
+            )
+        if math.isnan(grace) or grace < 0:
+            raise ValueError(f"`grace` must be non-negative seconds or None, got {grace!r}")
+    if not isinstance(strict, bool):
+        raise TypeError(f"`strict` must be a bool, not {type(strict).__name__}")
+
+
+def _has_cancelled(exc: BaseException) -> bool:
+    if not isinstance(exc, BaseExceptionGroup):
+        return False
+    return cast(BaseExceptionGroup[BaseException], exc).subgroup(trio.Cancelled) is not None
+
+
+def _exception_group(errors: list[BaseException]) -> BaseExceptionGroup[BaseException]:
+    return BaseExceptionGroup(f"{len(errors)} error(s) in a trio_context task group", errors)
+
+
+@asynccontextmanager
+async def open_group(
+    ctx: Context,
+    *,
+    limit: int | None = None,
+    grace: float | None = DEFAULT_GRACE,
+    strict: bool = False,
+) -> AsyncGenerator[TaskGroup]:
+    """Open a task group bound to a ``with_cancel`` child of ``ctx`` (Go's errgroup on a
+    trio nursery; see the module rules). At most ``limit`` tasks run at once, the rest wait
+    in FIFO order. A task still running ``grace`` seconds after the group's context was
+    cancelled is reported (None: never); ``strict=True`` raises :class:`StuckTaskError`::
+
+        async with tc.open_group(ctx, limit=4) as group:
+            for url in urls:
+                group.start_soon(fetch, url)
+
+    Each ``async with`` opens a new group.
+
+    Raises:
+        TypeError: ``ctx`` is not a context, or an option has the wrong type.
+        ValueError: ``limit`` is below 1, ``grace`` negative or NaN.
+        ExceptionGroup, BaseExceptionGroup: the real errors of the tasks and the body.
+        ContextCancelled, DeadlineExceeded: the outer ``ctx`` ended and interrupted the work.
+    """
+    if not isinstance(ctx, Context):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"`ctx` must be a trio_context.Context, not {type(ctx).__name__}")
+    _check_options(limit, grace, strict)
+    gctx = with_cancel(ctx)
+    group: TaskGroup | None = None
+    stop: Callable[[], bool] | None = None
+    caught: ContextError | None = None
+    try:
+        try:
+            with gctx.scope():
+                async with trio.open_nursery() as nursery:
+                    group = TaskGroup(
+                        context=gctx, nursery=nursery, limit=limit, grace=grace, strict=strict
+                    )
+                    if grace is not None and grace != math.inf:
+                        stop = after_func(gctx, group._on_cancelled)
+                    try:
+                        yield group
+                    except BaseException as exc:
+                        rest = group._sort(exc)
+                        if rest is exc:
+                            raise
+                        if rest is not None:
+                            raise rest from None
+                    finally:
+                        group._body_finished()
+        except ContextError as exc:  # from gctx.scope(): the context interrupted something
+            caught = exc
+        except BaseException as exc:  # trio's cancellation from outside, passing through
+            if group is not None and group._errors:
+                raise _exception_group([*group._errors, exc]) from None
+            raise
+    finally:
+        if group is not None:
+            group._closed = True
+        if stop is not None:
+            stop()
+        outer = ctx.err is not None and gctx.err is ctx.err
+        gctx.cancel()
+    assert group is not None
+    if group._errors:
+        raise _exception_group(group._errors) from None
+    if outer and (caught is not None or group._interrupted):
+        if caught is not None:
+            raise caught
+        gctx.check()
+
+
+async def race(ctx: Context, *afns: Callable[[], Awaitable[T]]) -> T:
+    """Run every ``afn()`` in a group on ``ctx``; the first to finish decides: its value is
+    returned, or its exception raised. The others are cancelled and awaited first. An
+    exception a loser raises while being cancelled is logged (``trio_context`` logger), not
+    raised, except a non-``Exception`` (``KeyboardInterrupt``), which propagates in a group::
+
+        page = await tc.race(ctx, partial(fetch, mirror1), partial(fetch, mirror2))
+
+    Raises:
+        ValueError: no ``afns``.
+        TypeError: one is not an async function.
+        ContextCancelled, DeadlineExceeded: ``ctx`` ended before any finished.
+        Exception: the winner's.
+    """
+    if not afns:
+        raise ValueError("race() needs at least one async function in `afns`")
+    for i, afn in enumerate(afns):
+        _check_afn(afn, f"afns[{i}]")
+    won: list[tuple[T]] = []
+    failed: list[BaseException] = []
+
+    async def racer(group: TaskGroup, afn: Callable[[], Awaitable[T]]) -> None:
+        try:
+            value = await afn()
+        except BaseException as exc:
+            if isinstance(exc, trio.Cancelled) or group._is_own(exc) or _has_cancelled(exc):
+                raise
+            if won or failed:
+                if not isinstance(exc, Exception):
+                    raise
+                logger.warning("race(): a loser raised while being cancelled", exc_info=exc)
+                return
+            failed.append(exc)
+            group.cancel(exc)
+            return
+        if not (won or failed):
+            won.append((value,))
+            group.cancel()
+
+    async with open_group(ctx) as group:
+        for afn in afns:
+            group.start_soon(racer, group, afn, name=afn)
+    if failed:
+        raise failed[0]
+    if won:
+        return won[0][0]
+    group.context.check()  # pragma: no cover - a done ctx raised from the group above
+    raise AssertionError("race(): no function finished")  # pragma: no cover
+
+
+for _obj in (open_group, race, TaskGroup, GroupStatistics, StuckTaskError):
+    _obj.__module__ = "trio_context"

@@ -1,0 +1,130 @@
+"""A snapshot of a live context tree, for debugging: :func:`dump` and :func:`format_tree`.
+
+Rules for callers:
+
+- These are for people, not for program logic: print the tree from a debug endpoint, a
+  ``SIGUSR1`` handler or a key press to see which contexts are alive, which are done and why,
+  and where trio scopes are still bound. Don't branch on the output; its text may change.
+- Only *live* descendants are listed (``ctx.children()``): a done child is dropped from its
+  parent, so a cancelled subtree shows as one done node (the one you dumped) or not at all.
+- Both functions only read, so they are idempotent and safe from any thread; a tree that
+  changes while it is being read gives a snapshot that may mix moments.
+
+This module is introspection: unlike the rest of the toolkit it reads the core's private
+attributes (``_kind``, ``_label_arg``, ``_canceller()``, ``_scopes``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._context import Context
+
+__all__ = ["dump", "format_tree"]
+
+
+def _node(ctx: Context) -> dict[str, Any]:
+    kind = ctx._kind
+    arg = ctx._label_arg
+    err = ctx.err
+    if err is None:
+        state = "active"
+    else:
+        state = "deadline exceeded" if isinstance(err, TimeoutError) else "cancelled"
+    remaining = ctx.remaining()
+    deadline = ctx.deadline
+    cause = ctx.cause
+    src = ctx._canceller()
+    scopes = src._scopes if src is ctx and src is not None else None
+    return {
+        "kind": kind,
+        "label": kind if arg is None else f"{kind}({arg!r})",
+        "state": state,
+        "deadline": None if deadline == math.inf else deadline,
+        "remaining": None if remaining == math.inf else remaining,
+        "keys": [repr(arg)] if kind == "with_value" else [],
+        "cause": None if cause is None else repr(cause),
+        "scopes": len(scopes) if scopes else 0,
+        "children": [],
+    }
+
+
+def dump(ctx: Context) -> dict[str, Any]:
+    """Return the tree under ``ctx`` as JSON-serialisable dicts, one per context:
+
+    - ``kind``: the constructor (``"background"``, ``"with_cancel"``, ``"with_timeout"``, ...);
+      ``label``: the kind with its argument (``"with_timeout(5.0)"``);
+    - ``state``: ``"active"``, ``"cancelled"`` or ``"deadline exceeded"``;
+    - ``deadline`` and ``remaining`` (seconds, trio clock; None when there is none);
+    - ``keys``: the value key this context adds (``with_value``), as ``repr`` strings;
+    - ``cause``: ``repr(ctx.cause)`` or None;
+    - ``scopes``: trio scopes open through this context's own cancellation state (scopes bound
+      through a ``with_value`` child are counted on the cancellable context it shares);
+    - ``children``: the live children, the same way.
+
+    Idempotent, safe from any thread::
+
+        json.dumps(tc.dump(tc.background()))
+
+    Raises:
+        TypeError: ``ctx`` is not a context.
+    """
+    if not isinstance(ctx, Context):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"`ctx` must be a trio_context.Context, not {type(ctx).__name__}")
+    root = _node(ctx)
+    stack: list[tuple[Context, dict[str, Any]]] = [(ctx, root)]
+    while stack:  # iterative: a chain of contexts may be deeper than Python's recursion limit
+        parent, node = stack.pop()
+        for child in parent.children():
+            child_node = _node(child)
+            node["children"].append(child_node)
+            stack.append((child, child_node))
+    return root
+
+
+def _line(node: dict[str, Any]) -> str:
+    facts = [node["state"]]
+    if node["remaining"] is not None:
+        facts.append(f"{node['remaining']:.3f} s left")
+    if node["scopes"]:
+        facts.append(f"{node['scopes']} scope{'s' if node['scopes'] != 1 else ''}")
+    if node["cause"] is not None:
+        facts.append(f"cause {node['cause']}")
+    return f"{node['label']} [{', '.join(facts)}]"
+
+
+def format_tree(ctx: Context) -> str:
+    """Return :func:`dump` as indented text, one context per line::
+
+        with_cancel [active, 1 scope]
+        ├── with_timeout(5.0) [active, 4.200 s left]
+        │   └── with_value('request id') [active]
+        └── with_cancel [active]
+
+    Idempotent, safe from any thread::
+
+        print(tc.format_tree(ctx))
+
+    Raises:
+        TypeError: ``ctx`` is not a context.
+    """
+    root = dump(ctx)
+    lines = [_line(root)]
+    stack: list[tuple[dict[str, Any], str, bool]] = []
+
+    def push(node: dict[str, Any], prefix: str) -> None:
+        kids: list[dict[str, Any]] = node["children"]
+        for i in reversed(range(len(kids))):
+            stack.append((kids[i], prefix, i == len(kids) - 1))
+
+    push(root, "")
+    while stack:
+        node, prefix, last = stack.pop()
+        lines.append(f"{prefix}{'└── ' if last else '├── '}{_line(node)}")
+        push(node, prefix + ("    " if last else "│   "))
+    return "\n".join(lines)
+
+
+for _obj in (dump, format_tree):
+    _obj.__module__ = "trio_context"
