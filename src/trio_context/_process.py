@@ -335,7 +335,6 @@ async def run_process(
             touch=None if idle is None else idle.touch,
             idle_cause=idle_cause,
         )
-        task_status.started(ProcessHandle(run, args))
         finished = trio.Event()
         try:
             async with trio.open_nursery() as nursery:
@@ -343,8 +342,9 @@ async def run_process(
                     run.supervise, ((proc.stdout, out), (proc.stderr, err)), finished
                 )
                 try:
+                    task_status.started(ProcessHandle(run, args))
                     await finished.wait()
-                except trio.Cancelled:
+                except BaseException:  # trio.Cancelled, mostly
                     run.abort()  # the supervisor is shielded: it stops the group, then we go
                     raise
         except BaseExceptionGroup as group:
