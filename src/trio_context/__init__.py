@@ -48,3 +48,10 @@ from ._stops import cleanup as cleanup
 from ._stops import hard_context as hard_context
 from ._stops import with_grace as with_grace
 from ._threads import to_thread as to_thread
+from ._group import GroupStatistics as GroupStatistics
+from ._group import TaskGroup as TaskGroup
+from ._group import open_group as open_group
+from ._race import race as race
+from ._stuck import StuckTaskError as StuckTaskError
+from ._tree import dump as dump
+from ._tree import format_tree as format_tree

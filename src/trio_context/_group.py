@@ -31,40 +31,25 @@ from __future__ import annotations
 
 import logging
 import math
-import traceback
-from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager, nullcontext
-from typing import Any, Final, TypeVar, TypeVarTuple, cast, final
+from typing import Any, Final, TypeVarTuple, cast, final
 
 import attrs
 import trio
 
 from ._context import CancelContext, Context, after_func, current, with_cancel
 from ._errors import ContextError
+from ._slots import Slots, Ticket
+from ._spawn import Status, check_afn, check_options, coroutine_of
+from ._stuck import StuckTaskError, stuck_report
 
-__all__ = ["GroupStatistics", "StuckTaskError", "TaskGroup", "open_group", "race"]
+__all__ = ["GroupStatistics", "StuckTaskError", "TaskGroup", "open_group"]
 
-T = TypeVar("T")
 PosArgsT = TypeVarTuple("PosArgsT")
 
 logger: Final = logging.getLogger("trio_context")
 DEFAULT_GRACE: Final = 5.0
-
-
-class StuckTaskError(RuntimeError):
-    """A task was still running ``grace`` seconds after its group's context was cancelled.
-
-    Raised (inside the group's exception group) by ``open_group(..., strict=True)``. Not a
-    :class:`ContextError`: it reports a task that ignores cancellation, not a context's end.
-    ``task_name``, ``stack`` and ``explanation`` hold the parts of the message.
-    """
-
-    def __init__(self, message: str, task_name: str = "", stack: str = "", explanation: str = ""):
-        super().__init__(message)
-        self.task_name = task_name
-        self.stack = stack
-        self.explanation = explanation
 
 
 @final
@@ -82,35 +67,6 @@ class GroupStatistics:
     cancelled: bool
 
 
-_WAITING: Final = 0
-_GRANTED: Final = 1
-_ABANDONED: Final = 2
-
-
-class _Slot:
-    """A task's place in the FIFO queue for a run slot (``limit``)."""
-
-    __slots__ = ("event", "state")
-
-    def __init__(self) -> None:
-        self.event = trio.Event()
-        self.state = _WAITING
-
-
-class _Status:
-    """Wraps trio's ``task_status`` to know whether the task has reported readiness."""
-
-    __slots__ = ("called", "inner")
-
-    def __init__(self, inner: trio.TaskStatus[Any]) -> None:
-        self.inner = inner
-        self.called = False
-
-    def started(self, value: object = None) -> None:
-        self.inner.started(value)
-        self.called = True
-
-
 @final
 @attrs.define(eq=False, repr=False)
 class TaskGroup:
@@ -122,16 +78,17 @@ class TaskGroup:
     _grace: float | None = attrs.field(alias="grace")
     _strict: bool = attrs.field(alias="strict")
     _live: int = attrs.field(default=0, init=False)  # spawned tasks not finished (waiting too)
-    _running: int = attrs.field(default=0, init=False)  # slots taken (limit only)
-    _waiting: int = attrs.field(default=0, init=False)
+    _slots: Slots | None = attrs.field(init=False)
     _finished: int = attrs.field(default=0, init=False)
-    _queue: deque[_Slot] = attrs.field(factory=deque[_Slot], init=False)
     _errors: list[BaseException] = attrs.field(factory=list[BaseException], init=False)
     _interrupted: bool = attrs.field(default=False, init=False)  # own cancellation dropped
     _body_done: bool = attrs.field(default=False, init=False)
     _closed: bool = attrs.field(default=False, init=False)
     _watch_cs: trio.CancelScope | None = attrs.field(default=None, init=False)
     _watching: bool = attrs.field(default=False, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._slots = None if self._limit is None else Slots(self._limit)
 
     @property
     def context(self) -> CancelContext:
@@ -154,7 +111,7 @@ class TaskGroup:
             RuntimeError: the group is closed.
         """
         self._check_open()
-        coro = _coroutine(afn, args)
+        coro = coroutine_of(afn, args)
         if name is None:
             name = afn
         self._live += 1
@@ -162,8 +119,8 @@ class TaskGroup:
             if self._limit is None and current() is self._context:
                 self._nursery.start_soon(self._run, coro, name=name)
             else:
-                slot = self._acquire() if self._limit is not None else None
-                self._nursery.start_soon(self._run_slow, coro, slot, name=name)
+                ticket = self._slots.acquire() if self._slots is not None else None
+                self._nursery.start_soon(self._run_slow, coro, ticket, name=name)
         except RuntimeError:
             self._live -= 1
             coro.close()
@@ -185,7 +142,7 @@ class TaskGroup:
                 ready. Anything ``afn`` raised before ``started()``.
         """
         self._check_open()
-        _check_afn(afn)
+        check_afn(afn)
         return await self._nursery.start(
             self._run_started, afn, args, name=afn if name is None else name
         )
@@ -209,9 +166,10 @@ class TaskGroup:
 
             print(group.statistics().running)
         """
+        waiting = 0 if self._slots is None else self._slots.waiting
         return GroupStatistics(
-            running=self._live - self._waiting,
-            waiting=self._waiting,
+            running=self._live - waiting,
+            waiting=waiting,
             finished=self._finished,
             failed=len(self._errors),
             limit=self._limit,
@@ -252,11 +210,12 @@ class TaskGroup:
         finally:
             self._task_done()
 
-    async def _run_slow(self, coro: Coroutine[Any, Any, object], slot: _Slot | None) -> None:
+    async def _run_slow(self, coro: Coroutine[Any, Any, object], ticket: Ticket | None) -> None:
+        slots = self._slots
         try:
-            if slot is not None:
-                await self._wait(slot)
-            if self._limit is not None and self._context.err is not None:
+            if slots is not None:
+                await slots.wait(ticket)
+            if slots is not None and self._context.err is not None:
                 return  # a slot came free but the group is cancelled: never start
             bound = current() is not self._context
             with self._context.scope() if bound else nullcontext():
@@ -269,8 +228,8 @@ class TaskGroup:
                 raise rest from None
         finally:
             coro.close()  # a task that never started must not warn "never awaited"
-            if self._limit is not None and (slot is None or slot.state == _GRANTED):
-                self._release()
+            if slots is not None and slots.holds(ticket):
+                slots.release()
             self._task_done()
 
     async def _run_started(
@@ -279,15 +238,16 @@ class TaskGroup:
         args: tuple[object, ...],
         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        status = _Status(task_status)
-        slot = self._acquire() if self._limit is not None else None
+        status = Status(task_status)
+        slots = self._slots
+        ticket = slots.acquire() if slots is not None else None
         self._live += 1
         try:
             with self._context.scope():
-                if slot is not None:
-                    await self._wait(slot)
+                if slots is not None:
+                    await slots.wait(ticket)
                     self._context.check()  # a slot came free but the group is cancelled
-                await _coroutine(afn, args, task_status=status)
+                await coroutine_of(afn, args, task_status=status)
         except BaseException as exc:
             if not status.called:
                 raise  # to the caller of start(), as trio does
@@ -297,8 +257,8 @@ class TaskGroup:
             if rest is not None:
                 raise rest from None
         finally:
-            if self._limit is not None and (slot is None or slot.state == _GRANTED):
-                self._release()
+            if slots is not None and slots.holds(ticket):
+                slots.release()
             self._task_done()
 
     def _task_done(self) -> None:
@@ -311,39 +271,6 @@ class TaskGroup:
         self._body_done = True
         if self._live == 0 and self._watch_cs is not None:
             self._watch_cs.cancel()
-
-    # -- limit: FIFO slots ----------------------------------------------------------------------
-
-    def _acquire(self) -> _Slot | None:
-        """Take a slot now (None) or queue for one (the slot to wait on)."""
-        assert self._limit is not None
-        if self._running < self._limit and not self._waiting:
-            self._running += 1
-            return None
-        slot = _Slot()
-        self._queue.append(slot)
-        self._waiting += 1
-        return slot
-
-    async def _wait(self, slot: _Slot) -> None:
-        try:
-            await slot.event.wait()
-        except BaseException:
-            if slot.state == _WAITING:
-                slot.state = _ABANDONED
-                self._waiting -= 1
-            raise
-
-    def _release(self) -> None:
-        """Hand the caller's slot to the first task still waiting, else free it."""
-        while self._queue:
-            slot = self._queue.popleft()
-            if slot.state == _WAITING:
-                slot.state = _GRANTED
-                self._waiting -= 1
-                slot.event.set()
-                return
-        self._running -= 1
 
     # -- errors ---------------------------------------------------------------------------------
 
@@ -413,64 +340,12 @@ class TaskGroup:
                 self._report(task)
 
     def _report(self, task: trio.lowlevel.Task) -> None:
-        stack = "".join(traceback.StackSummary.extract(task.iter_await_frames()).format())
-        explanation = self._context.explain()
-        message = (
-            f"task {task.name!r} is still running {self._grace:g} s after its group's context "
-            f"was cancelled; it is at (most recent call last):\n{stack}{explanation}"
-        )
+        assert self._grace is not None
+        report = stuck_report(task, self._grace, self._context)
         if self._strict:
-            self._errors.append(StuckTaskError(message, task.name, stack, explanation))
+            self._errors.append(report)
         else:
-            logger.warning("%s", message)
-
-
-def _check_afn(afn: object, name: str = "afn") -> None:
-    if isinstance(afn, Coroutine):
-        afn.close()  # as trio does: no "never awaited" warning on top of the error
-        raise TypeError(
-            f"`{name}` must be an async function, not a coroutine object: pass the function "
-            "and its arguments separately, start_soon(fn, arg), not start_soon(fn(arg))"
-        )
-    if not callable(afn):
-        raise TypeError(f"`{name}` must be an async function, not {type(afn).__name__}")
-
-
-def _coroutine(
-    afn: object, args: tuple[object, ...], **kwargs: object
-) -> Coroutine[Any, Any, object]:
-    _check_afn(afn)
-    assert callable(afn)
-    coro = afn(*args, **kwargs)
-    if not isinstance(coro, Coroutine):
-        raise TypeError(
-            f"`afn` must be an async function; {afn!r} returned {type(coro).__name__}, "
-            "not a coroutine (is it a synchronous function?)"
-        )
-    return coro  # pyright: ignore[reportUnknownVariableType]
-
-
-def _check_options(limit: object, grace: object, strict: object) -> None:
-    if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise TypeError(f"`limit` must be a positive int or None, not {type(limit).__name__}")
-        if limit < 1:
-            raise ValueError(f"`limit` must be a positive int or None, got {limit!r}")
-    if grace is not None:
-        if isinstance(grace, bool) or not isinstance(grace, int | float):
-            raise TypeError(
-                f"`grace` must be a number of seconds or None, not {type(grace).__name__}"
-            )
-        if math.isnan(grace) or grace < 0:
-            raise ValueError(f"`grace` must be non-negative seconds or None, got {grace!r}")
-    if not isinstance(strict, bool):
-        raise TypeError(f"`strict` must be a bool, not {type(strict).__name__}")
-
-
-def _has_cancelled(exc: BaseException) -> bool:
-    if not isinstance(exc, BaseExceptionGroup):
-        return False
-    return cast(BaseExceptionGroup[BaseException], exc).subgroup(trio.Cancelled) is not None
+            logger.warning("%s", report)
 
 
 def _exception_group(errors: list[BaseException]) -> BaseExceptionGroup[BaseException]:
@@ -504,7 +379,7 @@ async def open_group(
     """
     if not isinstance(ctx, Context):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise TypeError(f"`ctx` must be a trio_context.Context, not {type(ctx).__name__}")
-    _check_options(limit, grace, strict)
+    check_options(limit, grace, strict)
     gctx = with_cancel(ctx)
     group: TaskGroup | None = None
     stop: Callable[[], bool] | None = None
@@ -550,55 +425,5 @@ async def open_group(
         gctx.check()
 
 
-async def race(ctx: Context, *afns: Callable[[], Awaitable[T]]) -> T:
-    """Run every ``afn()`` in a group on ``ctx``; the first to finish decides: its value is
-    returned, or its exception raised. The others are cancelled and awaited first. An
-    exception a loser raises while being cancelled is logged (``trio_context`` logger), not
-    raised, except a non-``Exception`` (``KeyboardInterrupt``), which propagates in a group::
-
-        page = await tc.race(ctx, partial(fetch, mirror1), partial(fetch, mirror2))
-
-    Raises:
-        ValueError: no ``afns``.
-        TypeError: one is not an async function.
-        ContextCancelled, DeadlineExceeded: ``ctx`` ended before any finished.
-        Exception: the winner's.
-    """
-    if not afns:
-        raise ValueError("race() needs at least one async function in `afns`")
-    for i, afn in enumerate(afns):
-        _check_afn(afn, f"afns[{i}]")
-    won: list[tuple[T]] = []
-    failed: list[BaseException] = []
-
-    async def racer(group: TaskGroup, afn: Callable[[], Awaitable[T]]) -> None:
-        try:
-            value = await afn()
-        except BaseException as exc:
-            if isinstance(exc, trio.Cancelled) or group._is_own(exc) or _has_cancelled(exc):
-                raise
-            if won or failed:
-                if not isinstance(exc, Exception):
-                    raise
-                logger.warning("race(): a loser raised while being cancelled", exc_info=exc)
-                return
-            failed.append(exc)
-            group.cancel(exc)
-            return
-        if not (won or failed):
-            won.append((value,))
-            group.cancel()
-
-    async with open_group(ctx) as group:
-        for afn in afns:
-            group.start_soon(racer, group, afn, name=afn)
-    if failed:
-        raise failed[0]
-    if won:
-        return won[0][0]
-    group.context.check()  # pragma: no cover - a done ctx raised from the group above
-    raise AssertionError("race(): no function finished")  # pragma: no cover
-
-
-for _obj in (open_group, race, TaskGroup, GroupStatistics, StuckTaskError):
+for _obj in (open_group, TaskGroup, GroupStatistics):
     _obj.__module__ = "trio_context"

@@ -1,0 +1,70 @@
+"""What a task group hands to trio: checks that an argument is an async function (before any task
+is spawned, so the mistake is reported where it was made), option checks, and a ``task_status``
+wrapper that records whether the task has reported readiness. Internal; trio thread only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Coroutine
+from typing import Any
+
+import trio
+
+__all__ = ["Status", "check_afn", "check_options", "coroutine_of"]
+
+
+class Status:
+    """Wraps trio's ``task_status`` to know whether the task has reported readiness."""
+
+    __slots__ = ("called", "inner")
+
+    def __init__(self, inner: trio.TaskStatus[Any]) -> None:
+        self.inner = inner
+        self.called = False
+
+    def started(self, value: object = None) -> None:
+        self.inner.started(value)
+        self.called = True
+
+
+def check_afn(afn: object, name: str = "afn") -> None:
+    if isinstance(afn, Coroutine):
+        afn.close()  # as trio does: no "never awaited" warning on top of the error
+        raise TypeError(
+            f"`{name}` must be an async function, not a coroutine object: pass the function "
+            "and its arguments separately, start_soon(fn, arg), not start_soon(fn(arg))"
+        )
+    if not callable(afn):
+        raise TypeError(f"`{name}` must be an async function, not {type(afn).__name__}")
+
+
+def coroutine_of(
+    afn: object, args: tuple[object, ...], **kwargs: object
+) -> Coroutine[Any, Any, object]:
+    check_afn(afn)
+    assert callable(afn)
+    coro = afn(*args, **kwargs)
+    if not isinstance(coro, Coroutine):
+        raise TypeError(
+            f"`afn` must be an async function; {afn!r} returned {type(coro).__name__}, "
+            "not a coroutine (is it a synchronous function?)"
+        )
+    return coro  # pyright: ignore[reportUnknownVariableType]
+
+
+def check_options(limit: object, grace: object, strict: object) -> None:
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"`limit` must be a positive int or None, not {type(limit).__name__}")
+        if limit < 1:
+            raise ValueError(f"`limit` must be a positive int or None, got {limit!r}")
+    if grace is not None:
+        if isinstance(grace, bool) or not isinstance(grace, int | float):
+            raise TypeError(
+                f"`grace` must be a number of seconds or None, not {type(grace).__name__}"
+            )
+        if math.isnan(grace) or grace < 0:
+            raise ValueError(f"`grace` must be non-negative seconds or None, got {grace!r}")
+    if not isinstance(strict, bool):
+        raise TypeError(f"`strict` must be a bool, not {type(strict).__name__}")
