@@ -35,9 +35,9 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Literal
 
 import attrs
 import trio
@@ -72,7 +72,7 @@ class _Job:
     timeout: float | None
     stall_timeout: float | None
     state: State = "queued"
-    outputs: list[str] = attrs.Factory(list)
+    outputs: list[str] = attrs.field(factory=list[str])
     reason: str | None = None
     cached: bool = False
     mode: CancelMode | None = None  # how a cancel asked it to stop
@@ -160,9 +160,8 @@ class JobQueue:
             raise QueueClosed("the queue is closed: it takes no new jobs")
         if spec.kind not in self._work:
             raise SpecError(f"this queue runs no {spec.kind!r} jobs")
-        for name, value in (("timeout", timeout), ("stall_timeout", stall_timeout)):
-            if value is not None and not (isinstance(value, int | float) and 0 < value < math.inf):
-                raise SpecError(f"`{name}` must be a positive number of seconds, got {value!r}")
+        _check_timeout("timeout", timeout)
+        _check_timeout("stall_timeout", stall_timeout)
         self._count += 1
         job = _Job(f"job-{self._count}", spec, timeout, stall_timeout)
         self._jobs[job.id] = job
@@ -225,16 +224,16 @@ class JobQueue:
     ) -> tuple[State, str | None]:
         done, total = len(job.outputs), job.spec.steps
         if job.state == "cancelling":
-            return "cancelled", f"cancelled ({job.why}) at step {done} of {total}"
+            return "cancelled", f"{job.why}, stopped after step {done} of {total}"
         if error is not None:
             return "failed", f"error: {type(error).__name__}: {error}"
         if done >= total:
             return "done", None
         cause = ctx.cause
         if isinstance(cause, JobStalled | JobTimedOut):
-            return "failed", f"{cause} (at step {done} of {total})"
+            return "failed", f"{cause}, at step {done} of {total}"
         if cause is not None or interrupted:
-            return "cancelled", f"cancelled ({cause or 'interrupted'}) at step {done} of {total}"
+            return "cancelled", f"{cause or 'interrupted'}, stopped after step {done} of {total}"
         return "failed", f"the work ended after {done} of {total} steps"
 
     def _report(self, job: _Job, output: str) -> None:
@@ -279,20 +278,22 @@ class JobQueue:
         """
         if mode not in CANCEL_MODES:
             raise ValueError(f"`mode` must be 'safe' or 'now', got {mode!r}")
-        return self._cancel(self._get(job_id), mode, mode)
+        why = "safe cancel" if mode == "safe" else "cancel now"
+        return self._cancel(self._get(job_id), mode, why)
 
     def _cancel(self, job: _Job, mode: CancelMode, why: str) -> bool:
         if job.state == "queued":
             self._waiting.remove(job)
-            self._finish(job, "cancelled", f"cancelled ({why}) before it started")
+            self._finish(job, "cancelled", f"{why}, before it started")
             return True
         upgrade = job.state == "cancelling" and job.mode == "safe" and mode == "now"
         if job.state != "running" and not upgrade:
             return False
         assert job.ctx is not None and job.stop is not None
         job.state, job.mode, job.why = "cancelling", mode, why
-        job.reason = f"stopping ({why})" + (": at the next step boundary" if mode == "safe" else "")
-        cause = CancelRequested(f"cancelled ({why})")
+        how = "at the next step boundary" if mode == "safe" else "now"
+        job.reason = f"{why}: stopping {how}"
+        cause = CancelRequested(why)
         (job.stop if mode == "safe" else job.ctx).cancel(cause)
         self._publish(job, "state")
         return True
@@ -327,7 +328,7 @@ class JobQueue:
         self._closed = True
         for job in list(self._jobs.values()):
             self._cancel(job, "now", "queue destroyed")
-        self._ctx.cancel(CancelRequested("cancelled (queue destroyed)"))
+        self._ctx.cancel(CancelRequested("queue destroyed"))
         self._check_drained()
 
     def _check_drained(self) -> None:
@@ -392,7 +393,7 @@ class JobQueue:
             closed=self._closed,
         )
 
-    def _publish(self, job: _Job, kind: Any) -> None:
+    def _publish(self, job: _Job, kind: Literal["state", "progress"]) -> None:
         event = JobEvent(kind, job.info())
         for subscription in list(self._subscribers):
             subscription.put(event)
@@ -401,6 +402,18 @@ class JobQueue:
         s = self.statistics()
         return (f"<JobQueue limit {s.limit}: {s.queued} queued, {s.running} running, "
                 f"{s.finished} finished{', closed' if s.closed else ''}>")
+
+
+def _check_timeout(name: str, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise SpecError(f"`{name}` must be a positive number of seconds, got {value!r}")
+
+
+def _check_count(name: str, value: object, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"`{name}` must be an int >= {least}, got {value!r}")
 
 
 @asynccontextmanager
@@ -412,7 +425,7 @@ async def open_job_queue(
     cache_size: int = 32,
     keep_finished: int = 100,
     grace: float = 5.0,
-) -> AsyncIterator[JobQueue]:
+) -> AsyncGenerator[JobQueue]:
     """Open a job queue that runs at most ``limit`` jobs at once, under ``ctx``.
 
     ``work`` maps a spec's ``kind`` to the function that runs it (default: ``work.WORK``, the
@@ -427,10 +440,9 @@ async def open_job_queue(
     Raises:
         ValueError: ``limit`` is not a positive int, or a bad ``cache_size``/``keep_finished``.
     """
-    for name, value, least in (("limit", limit, 1), ("cache_size", cache_size, 0),
-                               ("keep_finished", keep_finished, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"`{name}` must be an int >= {least}, got {value!r}")
+    _check_count("limit", limit, 1)
+    _check_count("cache_size", cache_size, 0)
+    _check_count("keep_finished", keep_finished, 0)
     queue_ctx = tc.with_cancel(ctx)
     async with trio.open_nursery() as nursery:
         queue = JobQueue(queue_ctx, nursery, limit=limit, work=WORK if work is None else work,

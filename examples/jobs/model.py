@@ -17,7 +17,7 @@ through ``cancelling``. A job answered from the result cache is born ``done``.
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import attrs
 
@@ -39,6 +39,11 @@ def _positive_int(name: str, value: object, *, allow_zero: bool = False) -> int:
         raise SpecError(f"`{name}` must be {'non-negative' if allow_zero else 'positive'}, "
                         f"got {value}")
     return value
+
+
+def _string(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise SpecError(f"`{name}` must be a string, not {type(value).__name__}")
 
 
 def _seconds(name: str, value: object) -> float:
@@ -69,8 +74,7 @@ class JobSpec:
     def __attrs_post_init__(self) -> None:
         if self.kind not in KINDS:
             raise SpecError(f"`kind` must be one of {', '.join(KINDS)}; got {self.kind!r}")
-        if not isinstance(self.prompt, str):
-            raise SpecError(f"`prompt` must be a string, not {type(self.prompt).__name__}")
+        _string("prompt", self.prompt)
         _positive_int("steps", self.steps)
         if self.steps > 10_000:
             raise SpecError(f"`steps` must be at most 10000, got {self.steps}")
@@ -89,6 +93,7 @@ class JobSpec:
         """
         if not isinstance(data, dict):
             raise SpecError("a job spec must be a JSON object")
+        data = cast("dict[str, Any]", data)
         fields = {f.name for f in attrs.fields(cls)}
         unknown = sorted(set(data) - fields)
         if unknown:

@@ -75,7 +75,7 @@ async def steps(args: argparse.Namespace) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--step-seconds", type=float, required=True)
