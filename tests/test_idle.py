@@ -117,3 +117,13 @@ async def test_real_clock_touch_moves_deadline() -> None:
     ctx.touch()
     assert ctx.deadline >= first
     assert ctx.remaining() <= 30
+
+
+def test_idle_timeout_error_copies_and_pickles() -> None:
+    import copy
+    import pickle
+
+    err = tc.IdleTimeout(0.5)
+    for clone in (copy.copy(err), pickle.loads(pickle.dumps(err))):
+        assert isinstance(clone, tc.IdleTimeout)
+        assert clone.seconds == 0.5 and str(clone) == "no progress for 0.5 s"

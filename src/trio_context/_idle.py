@@ -38,6 +38,9 @@ class IdleTimeout(TimeoutError):
         super().__init__(f"no progress for {seconds:g} s")
         self.seconds = seconds
 
+    def __reduce__(self) -> tuple[type[IdleTimeout], tuple[float]]:
+        return type(self), (self.seconds,)
+
 
 @final
 class IdleContext(CancelContext):
