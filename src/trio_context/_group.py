@@ -298,7 +298,7 @@ class TaskGroup:
             eg = cast(BaseExceptionGroup[BaseException], exc)
             cancelled, rest = eg.split((trio.Cancelled, GeneratorExit))
             if rest is not None:
-                own, real = rest.split(self._is_own)
+                own, real = rest.split(lambda e: self._is_own(e))  # a function: 3.11 wants one
                 self._interrupted |= own is not None
                 if real is not None:
                     self._record(real)
