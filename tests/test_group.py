@@ -504,7 +504,7 @@ async def test_bad_options(kwargs: dict[str, Any], exc: type[Exception], match: 
 
 
 async def test_bad_ctx() -> None:
-    with pytest.raises(TypeError, match="`ctx` must be a trio_context.Context"):
+    with pytest.raises(TypeError, match=r"`ctx` must be a trio_context\.Context"):
         async with tc.open_group(None):  # type: ignore[arg-type]
             pass  # pragma: no cover
 
@@ -514,15 +514,15 @@ async def test_bad_task_functions() -> None:
         pass
 
     async with tc.open_group(BG) as group:
-        coro = trio.sleep(1)
-        with pytest.raises(TypeError, match="coroutine object.*start_soon\\(fn, arg\\)"):
+        coro = trio.sleep(1)  # noqa: ASYNC105 - the mistake under test
+        with pytest.raises(TypeError, match=r"coroutine object.*start_soon\(fn, arg\)"):
             group.start_soon(coro)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="`afn` must be an async function, not int"):
             group.start_soon(3)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="returned NoneType, not a coroutine"):
             group.start_soon(sync)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="coroutine object"):
-            await group.start(trio.sleep(1))  # type: ignore[arg-type]
+            await group.start(trio.sleep(1))  # type: ignore[arg-type]  # noqa: ASYNC105
     assert group.statistics().finished == 0
 
 
@@ -713,4 +713,4 @@ async def test_race_bad_inputs() -> None:
     with pytest.raises(ValueError, match="at least one"):
         await tc.race(BG)
     with pytest.raises(TypeError, match=r"`afns\[1\]` must be an async function, not a coroutine"):
-        await tc.race(BG, trio.lowlevel.checkpoint, trio.sleep(1))  # type: ignore[arg-type]
+        await tc.race(BG, trio.lowlevel.checkpoint, trio.sleep(1))  # type: ignore[arg-type]  # noqa: ASYNC105
