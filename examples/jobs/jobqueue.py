@@ -291,8 +291,7 @@ class JobQueue:
             return False
         assert job.ctx is not None and job.stop is not None
         job.state, job.mode, job.why = "cancelling", mode, why
-        how = "at the next step boundary" if mode == "safe" else "now"
-        job.reason = f"{why}: stopping {how}"
+        job.reason = f"{why}: stopping" + (" at the next step boundary" if mode == "safe" else "")
         cause = CancelRequested(why)
         (job.stop if mode == "safe" else job.ctx).cancel(cause)
         self._publish(job, "state")
@@ -444,17 +443,19 @@ async def open_job_queue(
     _check_count("cache_size", cache_size, 0)
     _check_count("keep_finished", keep_finished, 0)
     queue_ctx = tc.with_cancel(ctx)
+    failure: BaseException | None = None
     async with trio.open_nursery() as nursery:
         queue = JobQueue(queue_ctx, nursery, limit=limit, work=WORK if work is None else work,
                          cache_size=cache_size, keep_finished=keep_finished, grace=grace)
         stop_watching = tc.after_func(ctx, queue.destroy)
         try:
             yield queue
-        except BaseException:
+        except BaseException as exc:
             queue.destroy()
-            raise
-        finally:
-            queue._closed = True  # no new jobs; the nursery waits for the submitted ones
-            queue._check_drained()
+            failure = exc  # raised below as it is, not wrapped in the nursery's ExceptionGroup
+        queue._closed = True  # no new jobs; the nursery waits for the submitted ones
+        queue._check_drained()
     stop_watching()
     queue_ctx.cancel()
+    if failure is not None:
+        raise failure

@@ -14,7 +14,8 @@ fails the job.
   makes ``"now"`` immediate; ``tc.to_thread`` waits for the thread to notice, so no thread
   outlives the job.
 - ``process_steps``: ``worker.py`` in a subprocess, one progress line per step on stdout. Its
-  deadline travels in the environment (``tc.environ_for``), so the worker stops itself in time;
+  deadline travels in the environment (``run_process`` sets ``TRIO_CONTEXT_DEADLINE``, see
+  ``tc.environ_for``), so the worker stops itself in time;
   ``tc.run_process`` stops its whole process group (SIGTERM, SIGKILL after ``steps.grace``) when
   the job's context ends. A safe stop waits for the next progress line, then stops it.
 
@@ -134,12 +135,10 @@ async def process_steps(ctx: tc.Context, spec: JobSpec, steps: Steps) -> None:
     for option, value in (("--hang-at", spec.hang_at), ("--fail-at", spec.fail_at)):
         if value is not None:
             command += [option, str(value)]
-    # The job's deadline, if any, for the worker's tc.from_environ(); None removes a deadline
-    # this process may have inherited itself.
-    env: dict[str, str | None] = {tc.DEADLINE_ENV_VAR: None, **tc.environ_for(ctx)}
+    # run_process puts proc_ctx's deadline (the job's timeout; an idle deadline is not one) in
+    # the worker's environment, for its tc.from_environ().
     try:
-        result = await tc.run_process(proc_ctx, command, grace=steps.grace, on_line=on_line,
-                                      env=env)
+        result = await tc.run_process(proc_ctx, command, grace=steps.grace, on_line=on_line)
     finally:
         proc_ctx.cancel()
     if result.ok or proc_ctx.cause is stopped_safely:
