@@ -134,16 +134,25 @@ class JobsApp:
         with self.queue.subscribe(job_id) as events:
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
-            # The request's context, not the job's: ending it ends this loop and nothing else.
-            with tc.current().move_on():
+            try:
+                # Waiting for the next event is where the request's context (the middleware's
+                # scope, not the job's context) interrupts the stream at the caller's deadline
+                # or on a disconnect. That ends this stream and nothing else.
                 async for event in events:
                     data = json.dumps(event.job.to_json())
                     chunk = f"event: {event.type}\ndata: {data}\n\n".encode()
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        # Finish the response even when the request's context ended (the client may be gone,
-        # hence the short deadline).
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + 1):
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    await unhurried(send, {"type": "http.response.body", "body": chunk,
+                                           "more_body": True})
+            finally:
+                await unhurried(send, {"type": "http.response.body", "body": b"",
+                                       "more_body": False})
+
+
+async def unhurried(send: Send, message: Message) -> None:
+    """Send a message whole, even after the request's context ended: an HTTP message cut in two
+    breaks the connection. Bounded, for a client that stopped reading."""
+    with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
+        await send(message)
 
 
 def seconds(value: object) -> float | None:

@@ -11,8 +11,9 @@ States and their transitions (nothing else ever happens; a final state never cha
       │       cancelling ─▶ cancelled     (cancel(mode="safe" | "now") of a running job)
       └──────────────────▶ cancelled      (cancel of a queued job: it never starts)
 
-A running job whose queue is destroyed, or whose queue's parent context is cancelled, also goes
-through ``cancelling``. A job answered from the result cache is born ``done``.
+A running job whose queue is destroyed also goes through ``cancelling``; one whose queue's parent
+context ends may see that before the queue does and go straight to ``cancelled`` (the reason is
+that context's cause). A job answered from the result cache is born ``done``.
 """
 
 from __future__ import annotations
