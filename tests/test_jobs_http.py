@@ -137,7 +137,8 @@ async def test_dropping_the_stream_does_not_cancel_the_job() -> None:
                 async for kind, job in sse_events(response):
                     if kind == "progress" and job["step"] >= 2:
                         break  # hang up mid-stream
-            while queue.statistics().subscribers:  # noqa: ASYNC110 (nothing to wait on)
+            # the server notices the hang-up (no event to wait on: poll, bounded above)
+            while queue.statistics().subscribers:  # noqa: ASYNC110
                 await trio.sleep(0.01)
             assert queue.get(job_id).state == "running"  # ...and the job goes on
             final = await queue.wait(job_id)
