@@ -56,6 +56,7 @@ __all__ = [
 KINDS: Final = frozenset({"tasks", "scopes", "threads", "processes"})
 
 _STACK_LIMIT: Final = 24
+_FIRST_ROUNDS: Final = 3
 _SHOWN_FRAMES: Final = 8
 _HERE: Final = os.path.dirname(os.path.abspath(__file__))
 _HIDDEN_PREFIXES: Final = (os.path.dirname(os.path.abspath(trio.__file__)) + os.sep,)
@@ -403,6 +404,9 @@ class LeakWatch:
         rounds = 0
         leaks: list[Leak] = []
         with trio.CancelScope(shield=True):
+            # Let tasks that were just started or just cancelled run first.
+            for _ in range(_FIRST_ROUNDS):
+                await trio.lowlevel.checkpoint()
             while True:
                 leaks = self._leaks(contexts)
                 if not leaks:

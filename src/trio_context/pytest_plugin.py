@@ -84,7 +84,7 @@ import functools
 import inspect
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 import pytest
 import trio
@@ -295,6 +295,13 @@ def ctx_cancel_from_thread(ctx: CancelContext) -> CancelFromThread:
 # -- binding the test body ---------------------------------------------------------------------
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Check the markers before any fixture runs, so a bad one is a setup error (pytest-trio
+    # would report an error raised in an async fixture as a test failure).
+    _timeout(item)
+    _leak_kinds(item, uses_ctx=False)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     # tryfirst: this wrapper replaces item.obj before pytest-trio's wrapper reads it, so
@@ -310,6 +317,11 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         item.obj = _bind(item, testfunc)
         try:
             return (yield)
+        except BaseExceptionGroup as group:
+            ours = _our_failure(group)
+            if ours is None:
+                raise
+            raise ours from None  # pytest-trio's nursery wrapped it; show the report alone
         finally:
             item.obj = testfunc
     kinds = _leak_kinds(item, uses_ctx=False) & {"threads", "processes"}
@@ -324,6 +336,31 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     if leaks:
         pytest.fail(_leak_report(item, leaks), pytrace=False)
     return result
+
+
+_MARK: Final = "_trio_context_report"
+
+
+def _failure(report: str) -> BaseException:
+    """A pytest failure showing ``report`` alone, marked as this plugin's (so it can be
+    unwrapped from the exception group pytest-trio wraps it in)."""
+    exc = pytest.fail.Exception(report, pytrace=False)
+    setattr(exc, _MARK, True)
+    return exc
+
+
+def _our_failure(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    leaves: list[BaseException] = []
+    todo: list[BaseException] = [group]
+    while todo and len(leaves) < 2:
+        node = todo.pop()
+        if isinstance(node, BaseExceptionGroup):
+            todo.extend(cast("BaseExceptionGroup[BaseException]", node).exceptions)
+        else:
+            leaves.append(node)
+    if len(leaves) == 1 and not todo and getattr(leaves[0], _MARK, False):
+        return leaves[0]
+    return None
 
 
 def _wants_binding(item: pytest.Function) -> bool:
@@ -370,12 +407,12 @@ async def _run_bound(
         except ContextError:
             if scope is not None and scope.cancelled_caught and test_ctx.err is not None:
                 report = _interrupted_report(item, test_ctx, source, raised)
-                raise pytest.fail.Exception(report, pytrace=False) from None
+                raise _failure(report) from None
             raise
         if watch is not None:
             leaks = await watch.check(test_ctx.cancel)
             if leaks:
-                pytest.fail(_leak_report(item, leaks), pytrace=False)
+                raise _failure(_leak_report(item, leaks))
     finally:
         test_ctx.cancel()
         if watch is not None:
