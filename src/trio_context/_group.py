@@ -92,7 +92,8 @@ class TaskGroup:
 
     @property
     def context(self) -> CancelContext:
-        """The group's context: a ``with_cancel`` child of the ``ctx`` given to ``open_group``."""
+        """The group's context: a ``with_cancel`` child of the ``ctx`` given to ``open_group``
+        (the same object every time; safe from any thread)."""
         return self._context
 
     def start_soon(
@@ -102,7 +103,8 @@ class TaskGroup:
         name: object = None,
     ) -> None:
         """Start ``afn(*args)`` in the group (under ``limit``: queue it, FIFO). ``name`` names
-        the trio task (default: from ``afn``, as trio does)::
+        the trio task (default: from ``afn``, as trio does). Each call starts one more task;
+        call it in the trio thread (from the body, a task, or any task while the group is open)::
 
             group.start_soon(fetch, url, name=f"fetch {url}")
 
@@ -131,7 +133,8 @@ class TaskGroup:
     ) -> Any:
         """Start ``afn(*args, task_status=...)`` in the group and return the value it passes to
         ``task_status.started()`` (trio's ``nursery.start``). Under ``limit`` it waits for a
-        slot first. An exception before ``started()`` propagates here instead of to the group::
+        slot first. An exception before ``started()`` propagates here instead of to the group.
+        Each call starts one more task; trio thread only::
 
             port = await group.start(serve, 0)
 
@@ -369,7 +372,7 @@ async def open_group(
             for url in urls:
                 group.start_soon(fetch, url)
 
-    Each ``async with`` opens a new group.
+    Each ``async with`` opens a new group; use it in the trio thread.
 
     Raises:
         TypeError: ``ctx`` is not a context, or an option has the wrong type.

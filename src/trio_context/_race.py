@@ -35,7 +35,8 @@ async def race(ctx: Context, *afns: Callable[[], Awaitable[T]]) -> T:
     """Run every ``afn()`` in a group on ``ctx``; the first to finish decides: its value is
     returned, or its exception raised. The others are cancelled and awaited first. An
     exception a loser raises while being cancelled is logged (``trio_context`` logger), not
-    raised, except a non-``Exception`` (``KeyboardInterrupt``), which propagates in a group::
+    raised, except a non-``Exception`` (``KeyboardInterrupt``), which propagates in a group.
+    Each call runs a new race; trio thread only::
 
         page = await tc.race(ctx, partial(fetch, mirror1), partial(fetch, mirror2))
 
