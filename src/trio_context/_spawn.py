@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Coroutine
+from types import CoroutineType
 from typing import Any
 
 import trio
@@ -29,23 +30,26 @@ class Status:
 
 
 def check_afn(afn: object, name: str = "afn") -> None:
+    """Raise TypeError unless ``afn`` is callable, with a hint for a coroutine object."""
+    if callable(afn):  # the hot path: one builtin call
+        return
     if isinstance(afn, Coroutine):
         afn.close()  # as trio does: no "never awaited" warning on top of the error
         raise TypeError(
             f"`{name}` must be an async function, not a coroutine object: pass the function "
             "and its arguments separately, start_soon(fn, arg), not start_soon(fn(arg))"
         )
-    if not callable(afn):
-        raise TypeError(f"`{name}` must be an async function, not {type(afn).__name__}")
+    raise TypeError(f"`{name}` must be an async function, not {type(afn).__name__}")
 
 
 def coroutine_of(
     afn: object, args: tuple[object, ...], **kwargs: object
 ) -> Coroutine[Any, Any, object]:
+    """Call ``afn`` and return its coroutine, or raise TypeError naming the mistake."""
     check_afn(afn)
     assert callable(afn)
     coro = afn(*args, **kwargs)
-    if not isinstance(coro, Coroutine):
+    if type(coro) is not CoroutineType and not isinstance(coro, Coroutine):
         raise TypeError(
             f"`afn` must be an async function; {afn!r} returned {type(coro).__name__}, "
             "not a coroutine (is it a synchronous function?)"
