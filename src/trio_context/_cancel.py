@@ -294,7 +294,7 @@ def _finish_tree(
             for key, ref in list(kids.items()):
                 child = ref()
                 if child is None or isinstance(child, CancelContext) or child._shared is not None:
-                    del kids[key]  # done with this node: no longer a live child
+                    kids.pop(key, None)  # no longer a live child (a concurrent detach may race)
                     if child is not None:
                         stack.append((child, err, cause, origin, when))
                 # without_cancel() children stay: they outlive this node's cancellation
