@@ -453,17 +453,17 @@ def test_cancelling_a_deep_chain_does_not_recurse() -> None:
 @pytest.mark.parametrize(
     ("call", "exc", "match"),
     [
-        (lambda: tc.with_cancel(None), TypeError, "parent must be a trio_context.Context"),  # type: ignore[arg-type]
-        (lambda: tc.with_value("ctx", "k", 1), TypeError, "parent must be"),  # type: ignore[arg-type]
+        (lambda: tc.with_cancel(None), TypeError, r"`parent` must be a trio_context\.Context"),  # type: ignore[arg-type]
+        (lambda: tc.with_value("ctx", "k", 1), TypeError, "`parent` must be"),  # type: ignore[arg-type]
         (lambda: tc.without_cancel(42), TypeError, "not int"),  # type: ignore[arg-type]
-        (lambda: tc.with_value(tc.background(), None, 1), TypeError, "key must not be None"),
-        (lambda: tc.with_value(tc.background(), [], 1), TypeError, "key must be hashable"),
-        (lambda: tc.after_func(object(), print), TypeError, "ctx must be"),  # type: ignore[arg-type]
-        (lambda: tc.after_func(tc.background(), 3), TypeError, "fn must be callable"),  # type: ignore[arg-type]
+        (lambda: tc.with_value(tc.background(), None, 1), TypeError, "`key` must not be None"),
+        (lambda: tc.with_value(tc.background(), [], 1), TypeError, "`key` must be hashable"),
+        (lambda: tc.after_func(object(), print), TypeError, "`ctx` must be"),  # type: ignore[arg-type]
+        (lambda: tc.after_func(tc.background(), 3), TypeError, "`fn` must be callable"),  # type: ignore[arg-type]
         (
             lambda: tc.with_cancel(tc.background()).cancel("why"),
             TypeError,
-            "cause must be an exception",
+            "`cause` must be an exception",
         ),  # type: ignore[arg-type]
         (lambda: tc.Context(), TypeError, "not constructed directly"),
         (lambda: tc.with_timeout(tc.background(), 1), RuntimeError, "needs a running trio loop"),
@@ -478,10 +478,10 @@ def test_bad_input_sync(call: object, exc: type[Exception], match: str) -> None:
 @pytest.mark.parametrize(
     ("seconds", "exc", "match"),
     [
-        (-1, ValueError, "seconds must be non-negative"),
-        (math.nan, ValueError, "seconds must not be NaN"),
-        ("5", TypeError, "seconds must be a number"),
-        (True, TypeError, "seconds must be a number"),
+        (-1, ValueError, "`seconds` must be non-negative"),
+        (math.nan, ValueError, "`seconds` must not be NaN"),
+        ("5", TypeError, "`seconds` must be a number"),
+        (True, TypeError, "`seconds` must be a number"),
     ],
 )
 async def test_bad_timeouts(seconds: object, exc: type[Exception], match: str) -> None:
@@ -492,9 +492,9 @@ async def test_bad_timeouts(seconds: object, exc: type[Exception], match: str) -
 
 
 async def test_bad_deadline() -> None:
-    with pytest.raises(ValueError, match="deadline must not be NaN"):
+    with pytest.raises(ValueError, match="`deadline` must not be NaN"):
         tc.with_deadline(tc.background(), math.nan)
-    with pytest.raises(TypeError, match="deadline must be a number"):
+    with pytest.raises(TypeError, match="`deadline` must be a number"):
         tc.with_deadline(tc.background(), None)  # type: ignore[arg-type]
 
 

@@ -97,11 +97,11 @@ async def test_given_cause_and_children(autojump_clock: trio.testing.MockClock) 
 
 async def test_zero_is_done_at_once_and_bad_input() -> None:
     assert tc.with_idle_timeout(tc.background(), 0).done.is_set()
-    with pytest.raises(ValueError, match="seconds must be non-negative"):
+    with pytest.raises(ValueError, match="`seconds` must be non-negative"):
         tc.with_idle_timeout(tc.background(), -1)
     with pytest.raises(ValueError, match="NaN"):
         tc.with_idle_timeout(tc.background(), math.nan)
-    with pytest.raises(TypeError, match="parent must be"):
+    with pytest.raises(TypeError, match="`parent` must be"):
         tc.with_idle_timeout("nope", 1)  # type: ignore[arg-type]
 
 

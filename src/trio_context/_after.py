@@ -63,7 +63,7 @@ def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
     """
     check_parent(ctx, "ctx")
     if not callable(fn):
-        raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+        raise TypeError(f"`fn` must be callable, not {type(fn).__name__}")
     entry = _AfterFunc(fn, trio_token_or_none())
     src = ctx._canceller()
     if src is not None:

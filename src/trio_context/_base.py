@@ -270,9 +270,10 @@ class _Children(dict[int, weakref.ref[Context]]):
 
 
 def check_parent(parent: object, name: str = "parent") -> None:
+    """The argument ``name`` must be a context."""
     if not isinstance(parent, Context):
         raise TypeError(
-            f"{name} must be a trio_context.Context (e.g. tc.background()), "
+            f"`{name}` must be a trio_context.Context (e.g. tc.background()), "
             f"not {type(parent).__name__}"
         )
 

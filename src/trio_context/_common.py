@@ -30,23 +30,25 @@ def trio_token_or_none() -> trio.lowlevel.TrioToken | None:
 
 def check_cause(cause: object) -> None:
     if cause is not None and not isinstance(cause, BaseException):
-        raise TypeError(f"cause must be an exception or None, not {type(cause).__name__}")
+        raise TypeError(f"`cause` must be an exception or None, not {type(cause).__name__}")
 
 
 def check_number(name: str, value: object) -> float:
+    """A time in seconds on trio's clock: an int or float (not a bool), not NaN."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    value = float(value)
-    if math.isnan(value):
-        raise ValueError(f"{name} must not be NaN")
-    return value
+        raise TypeError(f"`{name}` must be a number of seconds, not {type(value).__name__}")
+    seconds = float(value)
+    if math.isnan(seconds):
+        raise ValueError(f"`{name}` must not be NaN")
+    return seconds
 
 
-def check_seconds(seconds: object) -> float:
-    value = check_number("seconds", seconds)
-    if value < 0:
-        raise ValueError(f"seconds must be non-negative, got {value!r}")
-    return value
+def check_seconds(value: object, name: str = "seconds") -> float:
+    """A duration: :func:`check_number`, and not negative (``math.inf`` is allowed)."""
+    seconds = check_number(name, value)
+    if seconds < 0:
+        raise ValueError(f"`{name}` must be non-negative, got {value!r}")
+    return seconds
 
 
 def clock_for(what: str) -> trio.abc.Clock:

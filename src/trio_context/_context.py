@@ -136,11 +136,11 @@ def with_value(parent: Context, key: Hashable, value: Any) -> Context:
     """
     check_parent(parent)
     if key is None:
-        raise TypeError("key must not be None")
+        raise TypeError("`key` must not be None")
     try:
         hash(key)
     except TypeError:
-        raise TypeError(f"key must be hashable, not {type(key).__name__}") from None
+        raise TypeError(f"`key` must be hashable, not {type(key).__name__}") from None
     values = dict(parent._values)
     values[key] = value
     ctx: Context = _new(Context, parent, "with_value", key, parent._canceller(), values)

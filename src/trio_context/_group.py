@@ -38,6 +38,7 @@ from typing import Any, Final, TypeVarTuple, cast, final
 import attrs
 import trio
 
+from ._base import check_parent
 from ._context import CancelContext, Context, after_func, current, with_cancel
 from ._errors import ContextError
 from ._slots import Slots, Ticket
@@ -380,8 +381,7 @@ async def open_group(
         ExceptionGroup, BaseExceptionGroup: the real errors of the tasks and the body.
         ContextCancelled, DeadlineExceeded: the outer ``ctx`` ended and interrupted the work.
     """
-    if not isinstance(ctx, Context):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise TypeError(f"`ctx` must be a trio_context.Context, not {type(ctx).__name__}")
+    check_parent(ctx, "ctx")
     check_options(limit, grace, strict)
     gctx = with_cancel(ctx)
     group: TaskGroup | None = None

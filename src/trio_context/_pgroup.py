@@ -8,7 +8,6 @@ which only wait for their parent or for init to reap them, do not count as alive
 from __future__ import annotations
 
 import errno
-import math
 import os
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -113,14 +112,6 @@ async def group_gone(pgid: int) -> None:
     while group_alive(pgid):
         await trio.sleep(pause)
         pause = min(pause * 2, _POLL_MAX)
-
-
-def number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"`{name}` must be a number of seconds, not {type(value).__name__}")
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"`{name}` must be non-negative, got {value!r}")
-    return float(value)
 
 
 def _is_str(value: object) -> bool:

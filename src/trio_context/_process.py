@@ -57,12 +57,13 @@ from typing import final
 import attrs
 import trio
 
+from ._base import check_parent
+from ._common import check_seconds
 from ._context import CancelContext, Context
 from ._errors import ContextError
 from ._idle import IdleContext, IdleTimeout, with_idle_timeout
-from ._pgroup import Tail, environment, is_count, number, signal_group, start_error
+from ._pgroup import Tail, environment, is_count, signal_group, start_error
 from ._propagation import environ_for
-from ._stops import check_context as _check_context
 from ._stops import with_grace
 from ._supervisor import Outcome, Supervisor, raise_single, signal_of
 
@@ -250,7 +251,7 @@ async def run_process(
         trio.Cancelled: the calling task was cancelled (after the group was stopped).
         Exception: whatever ``on_line`` raised (the process group is killed first).
     """
-    _check_context("ctx", ctx)
+    check_parent(ctx, "ctx")
     args: str | tuple[str, ...]
     if shell:
         if not isinstance(command, str):
@@ -266,17 +267,17 @@ async def run_process(
         if not args:
             raise ValueError("`command` must not be empty")
         program = args[0]
-    grace = number("grace", grace)
-    drain_timeout = number("drain_timeout", drain_timeout)
+    grace = check_seconds(grace, "grace")
+    drain_timeout = check_seconds(drain_timeout, "drain_timeout")
     term = Signals(term_signal)
     if not is_count(max_output):
         raise ValueError(f"`max_output` must be a non-negative int, got {max_output!r}")
     if on_line is not None and not callable(on_line):
         raise TypeError("`on_line` must be a callable (stream_name, line) or None")
     if hard is not None:
-        _check_context("hard", hard)
+        check_parent(hard, "hard")
     if idle_timeout is not None:
-        idle_timeout = number("idle_timeout", idle_timeout)
+        idle_timeout = check_seconds(idle_timeout, "idle_timeout")
         if idle_timeout == 0:
             raise ValueError("`idle_timeout` must be positive (or None for no idle limit)")
     workdir = None if cwd is None else os.fspath(cwd)

@@ -5,12 +5,13 @@ wrapper that records whether the task has reported readiness. Internal; trio thr
 
 from __future__ import annotations
 
-import math
 from collections.abc import Coroutine
 from types import CoroutineType
 from typing import Any
 
 import trio
+
+from ._common import check_seconds
 
 __all__ = ["Status", "check_afn", "check_options", "coroutine_of"]
 
@@ -64,11 +65,6 @@ def check_options(limit: object, grace: object, strict: object) -> None:
         if limit < 1:
             raise ValueError(f"`limit` must be a positive int or None, got {limit!r}")
     if grace is not None:
-        if isinstance(grace, bool) or not isinstance(grace, int | float):
-            raise TypeError(
-                f"`grace` must be a number of seconds or None, not {type(grace).__name__}"
-            )
-        if math.isnan(grace) or grace < 0:
-            raise ValueError(f"`grace` must be non-negative seconds or None, got {grace!r}")
+        check_seconds(grace, "grace")
     if not isinstance(strict, bool):
         raise TypeError(f"`strict` must be a bool, not {type(strict).__name__}")

@@ -33,6 +33,8 @@ from typing import Final, final
 
 import trio
 
+from ._base import check_parent
+from ._common import check_seconds
 from ._context import (
     CancelContext,
     Context,
@@ -67,20 +69,6 @@ def hard_context(ctx: Context) -> Context | None:
     """
     found = ctx.value(HARD_KEY)
     return found if isinstance(found, Context) else None
-
-
-def check_context(name: str, value: object) -> None:
-    if not isinstance(value, Context):
-        raise TypeError(f"`{name}` must be a trio_context.Context, not {type(value).__name__}")
-
-
-def _check_seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"`{name}` must be a number of seconds, not {type(value).__name__}")
-    seconds = float(value)
-    if math.isnan(seconds) or seconds < 0:
-        raise ValueError(f"`{name}` must be non-negative seconds, got {value!r}")
-    return seconds
 
 
 def _require_trio(name: str) -> None:
@@ -128,8 +116,8 @@ def with_grace(soft: Context, seconds: float) -> CancelContext:
         ValueError: ``seconds`` is negative or NaN.
         RuntimeError: outside a trio run.
     """
-    check_context("soft", soft)
-    grace = _check_seconds("seconds", seconds)
+    check_parent(soft, "soft")
+    grace = check_seconds(seconds, "seconds")
     _require_trio("with_grace")
     hard = _detached(soft)
 
@@ -159,8 +147,8 @@ def cleanup(ctx: Context, timeout: float) -> CancelContext:
         ValueError: ``timeout`` is negative or NaN.
         RuntimeError: outside a trio run.
     """
-    check_context("ctx", ctx)
-    budget = _check_seconds("timeout", timeout)
+    check_parent(ctx, "ctx")
+    budget = check_seconds(timeout, "timeout")
     _require_trio("cleanup")
     result = _detached(ctx)
     result.cancel_after(budget)

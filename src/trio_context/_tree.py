@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ._base import check_parent
 from ._context import Context
 
 __all__ = ["dump", "format_tree"]
@@ -70,8 +71,7 @@ def dump(ctx: Context) -> dict[str, Any]:
     Raises:
         TypeError: ``ctx`` is not a context.
     """
-    if not isinstance(ctx, Context):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise TypeError(f"`ctx` must be a trio_context.Context, not {type(ctx).__name__}")
+    check_parent(ctx, "ctx")
     root = _node(ctx)
     stack: list[tuple[Context, dict[str, Any]]] = [(ctx, root)]
     while stack:  # iterative: a chain of contexts may be deeper than Python's recursion limit
