@@ -334,7 +334,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     finally:
         watch.close()
     if leaks:
-        pytest.fail(_leak_report(item, leaks), pytrace=False)
+        pytest.fail(_leak_report(leaks), pytrace=False)
     return result
 
 
@@ -406,13 +406,13 @@ async def _run_bound(
                     raise
         except ContextError:
             if scope is not None and scope.cancelled_caught and test_ctx.err is not None:
-                report = _interrupted_report(item, test_ctx, source, raised)
+                report = _interrupted_report(test_ctx, source, raised)
                 raise _failure(report) from None
             raise
         if watch is not None:
             leaks = await watch.check(test_ctx.cancel)
             if leaks:
-                raise _failure(_leak_report(item, leaks))
+                raise _failure(_leak_report(leaks))
     finally:
         test_ctx.cancel()
         if watch is not None:
@@ -422,9 +422,7 @@ async def _run_bound(
 # -- reports ----------------------------------------------------------------------------------
 
 
-def _interrupted_report(
-    item: pytest.Item, test_ctx: CancelContext, source: str, raised: list[BaseException]
-) -> str:
+def _interrupted_report(test_ctx: CancelContext, source: str, raised: list[BaseException]) -> str:
     err = test_ctx.err
     if isinstance(err, DeadlineExceeded):
         head = "the test's context reached its deadline"
@@ -450,7 +448,7 @@ def _interrupted_report(
     return "\n".join(lines)
 
 
-def _leak_report(item: pytest.Item, leaks: list[Leak]) -> str:
+def _leak_report(leaks: list[Leak]) -> str:
     kinds = sorted({leak.kind for leak in leaks})
     lines = [
         f"trio_context leak check: the test left {len(leaks)} thing(s) "
