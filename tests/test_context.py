@@ -583,3 +583,8 @@ def test_done_context_still_lists_its_without_cancel_children() -> None:
     after = tc.without_cancel(root)
     assert cancelled_child.err is root.err
     assert {id(c) for c in root.children()} == {id(before), id(after)}
+
+
+async def test_cancel_at_checks_cause() -> None:
+    with pytest.raises(TypeError, match="`cause` must be an exception"):
+        tc.with_cancel(tc.background()).cancel_at(1.0, cause="late")  # type: ignore[arg-type]

@@ -120,10 +120,12 @@ class CancelContext(Context):
         in the trio thread of a running loop.
 
         Raises:
-            TypeError, ValueError: ``deadline`` is not a number, or is NaN.
+            TypeError: ``deadline`` is not a number, or ``cause`` not an exception.
+            ValueError: ``deadline`` is NaN.
             RuntimeError: outside a trio run.
         """
         deadline = check_number("deadline", deadline)
+        check_cause(cause)
         clock = clock_for("cancel_at()")
         if deadline >= self._deadline or self._poll() is not None:
             return
