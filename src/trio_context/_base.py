@@ -96,8 +96,8 @@ class Context:
 
     @property
     def done(self) -> Done:
-        """The context's read-only event (``is_set()``, ``await wait()``); the same object
-        every time."""
+        """The context's read-only event (``is_set()``, ``await wait()``). Successive reads
+        return the same object for as long as anyone holds it (it is cached weakly)."""
         # Cached weakly: a strong cache would make a reference cycle of every context.
         ref = self._done
         d = ref() if ref is not None else None

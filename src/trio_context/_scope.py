@@ -24,7 +24,8 @@ __all__ = ["Done"]
 class Done:
     """The read-only event of a context: set once the context is done, never cleared.
 
-    ``ctx.done`` returns the same object every time. Only the context sets it.
+    Successive reads of ``ctx.done`` return the same object while anyone holds it. Only the
+    context sets it.
     """
 
     __slots__ = ("__weakref__", "_ctx")
