@@ -33,7 +33,7 @@ import logging
 import math
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager, nullcontext
-from typing import Any, Final, TypeVarTuple, cast, final
+from typing import Any, Final, TypeVarTuple, final
 
 import attrs
 import trio
@@ -41,6 +41,7 @@ import trio
 from ._base import check_parent
 from ._context import CancelContext, Context, after_func, current, with_cancel
 from ._errors import ContextError
+from ._grouperrors import GroupErrors, exception_group
 from ._slots import Slots, Ticket
 from ._spawn import Status, check_afn, check_options, coroutine_of
 from ._stuck import StuckTaskError, stuck_report
@@ -81,8 +82,7 @@ class TaskGroup:
     _live: int = attrs.field(default=0, init=False)  # spawned tasks not finished (waiting too)
     _slots: Slots | None = attrs.field(init=False)
     _finished: int = attrs.field(default=0, init=False)
-    _errors: list[BaseException] = attrs.field(factory=list[BaseException], init=False)
-    _interrupted: bool = attrs.field(default=False, init=False)  # own cancellation dropped
+    _outcome: GroupErrors = attrs.field(init=False)  # real errors; own cancellation dropped
     _body_done: bool = attrs.field(default=False, init=False)
     _closed: bool = attrs.field(default=False, init=False)
     _watch_cs: trio.CancelScope | None = attrs.field(default=None, init=False)
@@ -90,6 +90,7 @@ class TaskGroup:
 
     def __attrs_post_init__(self) -> None:
         self._slots = None if self._limit is None else Slots(self._limit)
+        self._outcome = GroupErrors(context=self._context)
 
     @property
     def context(self) -> CancelContext:
@@ -175,7 +176,7 @@ class TaskGroup:
             running=self._live - waiting,
             waiting=waiting,
             finished=self._finished,
-            failed=len(self._errors),
+            failed=len(self._outcome.errors),
             limit=self._limit,
             cancelled=self._context.done.is_set(),
         )
@@ -206,7 +207,7 @@ class TaskGroup:
         try:
             await coro
         except BaseException as exc:
-            rest = self._sort(exc)
+            rest = self._outcome.sort(exc)
             if rest is exc:
                 raise
             if rest is not None:
@@ -225,7 +226,7 @@ class TaskGroup:
             with self._context.scope() if bound else nullcontext():
                 await coro
         except BaseException as exc:
-            rest = self._sort(exc)
+            rest = self._outcome.sort(exc)
             if rest is exc:
                 raise
             if rest is not None:
@@ -255,7 +256,7 @@ class TaskGroup:
         except BaseException as exc:
             if not status.called:
                 raise  # to the caller of start(), as trio does
-            rest = self._sort(exc)
+            rest = self._outcome.sort(exc)
             if rest is exc:
                 raise
             if rest is not None:
@@ -275,47 +276,6 @@ class TaskGroup:
         self._body_done = True
         if self._live == 0 and self._watch_cs is not None:
             self._watch_cs.cancel()
-
-    # -- errors ---------------------------------------------------------------------------------
-
-    def _is_own(self, exc: BaseException) -> bool:
-        """Whether ``exc`` is the group context's own err (or a fresh copy of it, as
-        ``check()`` and ``scope()`` raise: same type, message and cause)."""
-        if not isinstance(exc, ContextError):
-            return False
-        err = self._context.err
-        if err is None:
-            return False
-        if exc is err:
-            return True
-        if type(exc) is not type(err) or exc.args != err.args:
-            return False
-        cause = self._context.cause
-        return exc.__cause__ is (None if cause is err else cause)
-
-    def _sort(self, exc: BaseException) -> BaseException | None:
-        """Sort an exception from a task or the body: return trio's cancellation (to re-raise),
-        drop the group's own cancellation, record the rest (and cancel the group)."""
-        if isinstance(exc, trio.Cancelled | GeneratorExit):
-            return exc
-        if isinstance(exc, BaseExceptionGroup):
-            eg = cast(BaseExceptionGroup[BaseException], exc)
-            cancelled, rest = eg.split((trio.Cancelled, GeneratorExit))
-            if rest is not None:
-                own, real = rest.split(lambda e: self._is_own(e))  # a function: 3.11 wants one
-                self._interrupted |= own is not None
-                if real is not None:
-                    self._record(real)
-            return cancelled
-        if self._is_own(exc):
-            self._interrupted = True
-        else:
-            self._record(exc)
-        return None
-
-    def _record(self, exc: BaseException) -> None:
-        self._errors.append(exc)
-        self._context.cancel(exc)  # the first error wins: later ones find it done
 
     # -- stuck-task watchdog --------------------------------------------------------------------
 
@@ -347,13 +307,9 @@ class TaskGroup:
         assert self._grace is not None
         report = stuck_report(task, self._grace, self._context)
         if self._strict:
-            self._errors.append(report)
+            self._outcome.errors.append(report)
         else:
             logger.warning("%s", report)
-
-
-def _exception_group(errors: list[BaseException]) -> BaseExceptionGroup[BaseException]:
-    return BaseExceptionGroup(f"{len(errors)} error(s) in a trio_context task group", errors)
 
 
 @asynccontextmanager
@@ -399,7 +355,7 @@ async def open_group(
                     try:
                         yield group
                     except BaseException as exc:
-                        rest = group._sort(exc)
+                        rest = group._outcome.sort(exc)
                         if rest is exc:
                             raise
                         if rest is not None:
@@ -409,8 +365,8 @@ async def open_group(
         except ContextError as exc:  # from gctx.scope(): the context interrupted something
             caught = exc
         except BaseException as exc:  # trio's cancellation from outside, passing through
-            if group is not None and group._errors:
-                raise _exception_group([*group._errors, exc]) from None
+            if group is not None and group._outcome.errors:
+                raise exception_group([*group._outcome.errors, exc]) from None
             raise
     finally:
         if group is not None:
@@ -420,9 +376,9 @@ async def open_group(
         outer = ctx.err is not None and gctx.err is ctx.err
         gctx.cancel()
     assert group is not None
-    if group._errors:
-        raise _exception_group(group._errors) from None
-    if outer and (caught is not None or group._interrupted):
+    if group._outcome.errors:
+        raise exception_group(group._outcome.errors) from None
+    if outer and (caught is not None or group._outcome.interrupted):
         if caught is not None:
             raise caught
         gctx.check()

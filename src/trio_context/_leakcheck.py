@@ -20,6 +20,9 @@ not import pytest. A :class:`LeakWatch` is opened when a checked test's body sta
   while the watch is open to record pid, command line and creation stack. Where the kernel has
   ``/proc/<pid>/task/<tid>/children``, any other new direct child is reported too.
 
+The process part lives in :mod:`trio_context._leakprocs`; :class:`~trio_context._leakreport.Leak`
+and the stacks a report shows, in :mod:`trio_context._leakreport`.
+
 Nothing here costs anything while no watch is open. A watch is meant for one trio thread at
 a time (pytest runs tests one by one).
 """
@@ -27,7 +30,6 @@ a time (pytest runs tests one by one).
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
 import threading
@@ -35,113 +37,19 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import FrameType
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import trio
 
 from ._context import Context, current
+from ._leakprocs import ProcessWatch, procfs
+from ._leakreport import Leak, capture, task_stack, thread_stack
 
-__all__ = [
-    "KINDS",
-    "Leak",
-    "LeakWatch",
-    "exception_stacks",
-    "format_stack",
-    "task_stack",
-    "tasks_under",
-    "under",
-]
+__all__ = ["KINDS", "LeakWatch", "tasks_under", "under"]
 
 KINDS: Final = frozenset({"tasks", "scopes", "threads", "processes"})
 
-_STACK_LIMIT: Final = 24
 _FIRST_ROUNDS: Final = 3
-_SHOWN_FRAMES: Final = 8
-_HERE: Final = os.path.dirname(os.path.abspath(__file__))
-_HIDDEN_PREFIXES: Final = (os.path.dirname(os.path.abspath(trio.__file__)) + os.sep,)
-_HIDDEN_PARTS: Final = tuple(
-    os.sep + name + os.sep for name in ("_pytest", "pluggy", "pytest_trio", "outcome")
-)
-_HIDDEN_FILES: Final = frozenset(
-    [
-        os.path.abspath(threading.__file__),
-        os.path.abspath(subprocess.__file__),
-        os.path.join(_HERE, "_leakcheck.py"),
-        os.path.join(_HERE, "pytest_plugin.py"),
-        os.path.join(_HERE, "_testing.py"),
-    ]
-)
-
-
-# -- stacks -------------------------------------------------------------------------------
-
-
-def _hidden(filename: str) -> bool:
-    return (
-        filename in _HIDDEN_FILES
-        or filename.startswith(_HIDDEN_PREFIXES)
-        or any(part in filename for part in _HIDDEN_PARTS)
-    )
-
-
-def capture(frame: FrameType | None) -> traceback.StackSummary:
-    """A cheap stack from ``frame`` outwards, outermost first: frames only, no source lines
-    (they are read from ``linecache`` when the stack is formatted)."""
-    summary = traceback.StackSummary.extract(
-        traceback.walk_stack(frame), limit=_STACK_LIMIT, lookup_lines=False
-    )
-    summary.reverse()
-    return summary
-
-
-def format_stack(frames: Iterable[traceback.FrameSummary], indent: str = "    ") -> str:
-    """The user's frames of a stack (trio, pytest and plugin internals left out), innermost
-    last, at most a few, formatted like a traceback. ``""`` when none is left."""
-    frames = list(frames)
-    shown = [f for f in frames if not _hidden(f.filename)][-_SHOWN_FRAMES:]
-    if not shown:
-        shown = frames[-1:]  # all internal (trio.sleep_forever, Event.wait): say which
-    lines: list[str] = []
-    for f in shown:
-        lines.append(f'{indent}File "{f.filename}", line {f.lineno}, in {f.name}')
-        code = (f.line or "").strip()
-        if code:
-            lines.append(f"{indent}  {code}")
-    return "\n".join(lines)
-
-
-def task_stack(task: trio.lowlevel.Task) -> traceback.StackSummary:
-    """Where a suspended trio task is waiting, outermost frame first."""
-    return traceback.StackSummary.extract(task.iter_await_frames(), limit=_STACK_LIMIT)
-
-
-def thread_stack(thread: threading.Thread) -> traceback.StackSummary | None:
-    """Where a running thread is now, outermost frame first (None if it is gone)."""
-    ident = thread.ident
-    frame = sys._current_frames().get(ident) if ident is not None else None
-    if frame is None:
-        return None
-    summary = traceback.StackSummary.extract(traceback.walk_stack(frame), limit=_STACK_LIMIT)
-    summary.reverse()
-    return summary
-
-
-def exception_stacks(exc: BaseException) -> list[traceback.StackSummary]:
-    """The stacks where each ``trio.Cancelled`` inside ``exc`` (an exception group tree) was
-    raised: where each task was waiting when its scope was cancelled."""
-    out: list[traceback.StackSummary] = []
-    todo: list[tuple[BaseException, list[traceback.FrameSummary]]] = [(exc, [])]
-    while todo:
-        node, outer = todo.pop()
-        frames = outer + list(traceback.extract_tb(node.__traceback__, limit=_STACK_LIMIT))
-        if isinstance(node, BaseExceptionGroup):
-            group = cast("BaseExceptionGroup[BaseException]", node)
-            subs = group.exceptions
-            todo.extend((sub, frames) for sub in reversed(subs))
-        elif isinstance(node, trio.Cancelled):
-            out.append(traceback.StackSummary.from_list(frames))
-    return out
 
 
 # -- the context tree ---------------------------------------------------------------------
@@ -211,93 +119,7 @@ def _scope_owners(tasks: Iterable[trio.lowlevel.Task]) -> dict[int, trio.lowleve
     return owners
 
 
-# -- processes ------------------------------------------------------------------------------
-
-
-def _proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, ppid, pgid) of a live process, None if it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    state = fields[0].decode()
-    if state in ("Z", "X"):
-        return None
-    return state, int(fields[1]), int(fields[2])
-
-
-def _proc_cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            parts = f.read().split(b"\0")
-    except OSError:
-        return "?"
-    return " ".join(p.decode(errors="replace") for p in parts if p)
-
-
-def _direct_children() -> set[int] | None:
-    """Pids of this process's children from ``/proc/self/task/*/children`` (cheap), or None
-    when the kernel does not provide that file."""
-    out: set[int] = set()
-    try:
-        tids = os.listdir("/proc/self/task")
-        for tid in tids:
-            with open(f"/proc/self/task/{tid}/children") as f:
-                out.update(int(p) for p in f.read().split())
-    except OSError:
-        return None
-    return out
-
-
-def _all_pids() -> Iterator[int]:
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            yield int(name)
-
-
-class _Spawned:
-    __slots__ = ("args", "leader", "pid", "stack")
-
-    def __init__(self, pid: int, args: object, leader: bool, stack: traceback.StackSummary):
-        self.pid = pid
-        self.args = args
-        self.leader = leader
-        self.stack = stack
-
-
-# -- leaks ----------------------------------------------------------------------------------
-
-
-class Leak:
-    """One thing a test left behind: ``kind`` (``"tasks"``, ``"scopes"``, ``"threads"`` or
-    ``"processes"``), a one-line ``what``, where it was created and where it is now."""
-
-    __slots__ = ("created", "kind", "now", "what")
-
-    def __init__(
-        self,
-        kind: str,
-        what: str,
-        created: Iterable[traceback.FrameSummary] | None = None,
-        now: Iterable[traceback.FrameSummary] | None = None,
-    ) -> None:
-        self.kind = kind
-        self.what = what
-        self.created = created
-        self.now = now
-
-    def format(self) -> str:
-        lines = [f"- {self.what}"]
-        for label, frames in (("created at", self.created), ("now at", self.now)):
-            text = format_stack(frames, "      ") if frames is not None else ""
-            if text:
-                lines += [f"    {label}:", text]
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return f"<Leak {self.kind}: {self.what}>"
+# -- the watch ----------------------------------------------------------------------------
 
 
 class _SpawnRecorder(trio.abc.Instrument):
@@ -336,9 +158,7 @@ class LeakWatch:
         )
         self._threads_before: set[threading.Thread] = set()
         self._busy_before: set[threading.Thread] = set()
-        self._spawned: list[_Spawned] = []
-        self._children_before: set[int] | None = None
-        self._procfs = sys.platform == "linux" and os.path.isdir("/proc/self")
+        self._procs: ProcessWatch | None = None
         try:
             self._open()
         except BaseException:
@@ -357,9 +177,9 @@ class LeakWatch:
             self._threads_before = set(threading.enumerate())
             self._busy_before = {t for t in self._threads_before if _trio_worker_busy(t)}
             self._patch(threading.Thread, "start", self._wrap_thread_start)
-        if "processes" in self.kinds and self._procfs:
-            self._children_before = _direct_children()
-            self._patch(subprocess.Popen, "__init__", self._wrap_popen_init)
+        if "processes" in self.kinds and procfs():
+            self._procs = ProcessWatch()
+            self._patch(subprocess.Popen, "__init__", self._procs.wrap_popen_init)
 
     def _patch(self, owner: type, name: str, wrap: Callable[[Any], Any]) -> None:
         original = owner.__dict__[name]
@@ -374,17 +194,6 @@ class LeakWatch:
             original(thread)
 
         return start
-
-    def _wrap_popen_init(self, original: Callable[..., None]) -> Any:
-        spawned = self._spawned
-
-        def __init__(popen: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
-            stack = capture(sys._getframe(1))
-            original(popen, *args, **kwargs)
-            leader = bool(kwargs.get("start_new_session")) or kwargs.get("process_group") == 0
-            spawned.append(_Spawned(popen.pid, popen.args, leader, stack))
-
-        return __init__
 
     def close(self) -> None:
         """Undo the instrument and the wrappers. Idempotent."""
@@ -444,8 +253,8 @@ class LeakWatch:
                 leaks += _scope_leaks(contexts, tasks)
         if "threads" in self.kinds:
             leaks += self._thread_leaks()
-        if "processes" in self.kinds and self._procfs:
-            leaks += self._process_leaks()
+        if self._procs is not None:
+            leaks += self._procs.leaks()
         return leaks
 
     def _task_leaks(self, tasks: list[trio.lowlevel.Task]) -> list[Leak]:
@@ -465,52 +274,6 @@ class LeakWatch:
             else:
                 what = f"thread {thread.name!r} is still alive"
             out.append(Leak("threads", what, self._thread_stacks.get(thread), thread_stack(thread)))
-        return out
-
-    def _process_leaks(self) -> list[Leak]:
-        out: list[Leak] = []
-        seen: set[int] = set()
-        me = os.getpid()
-        groups: dict[int, _Spawned] = {}
-        for sp in self._spawned:
-            if sp.leader:
-                groups[sp.pid] = sp
-            stat = _proc_stat(sp.pid)
-            if stat is not None and stat[1] == me:
-                seen.add(sp.pid)
-                out.append(
-                    Leak(
-                        "processes",
-                        f"process {sp.pid} is still alive: {_proc_cmdline(sp.pid)}",
-                        sp.stack,
-                    )
-                )
-        if groups:
-            for pid in _all_pids():
-                if pid in seen:
-                    continue
-                stat = _proc_stat(pid)
-                if stat is not None and stat[2] in groups:
-                    seen.add(pid)
-                    leader = groups[stat[2]]
-                    out.append(
-                        Leak(
-                            "processes",
-                            f"process {pid} of the process group of {leader.pid} "
-                            f"({_args_text(leader.args)}) is still alive: {_proc_cmdline(pid)}",
-                            leader.stack,
-                        )
-                    )
-        if self._children_before is not None:
-            now = _direct_children() or set()
-            for pid in sorted(now - self._children_before - seen):
-                if _proc_stat(pid) is not None:
-                    out.append(
-                        Leak(
-                            "processes",
-                            f"child process {pid} is still alive: {_proc_cmdline(pid)}",
-                        )
-                    )
         return out
 
 
@@ -538,15 +301,6 @@ def tasks_under(root: Context) -> list[Leak]:
     """The trio tasks (other than the running one) whose ``tc.current()`` is ``root`` or
     derived from it, as :class:`Leak` reports. Must run in the trio thread."""
     return _task_leaks(root, _all_tasks(), None)
-
-
-def _args_text(args: object) -> str:
-    if isinstance(args, str | bytes | os.PathLike):
-        return os.fsdecode(cast("str | bytes | os.PathLike[str]", args))
-    if isinstance(args, list | tuple):
-        items = cast("list[object] | tuple[object, ...]", args)
-        return " ".join(_args_text(a) for a in items)
-    return repr(args)
 
 
 def _scope_leaks(contexts: list[Context], tasks: list[trio.lowlevel.Task]) -> list[Leak]:

@@ -57,7 +57,7 @@ async def race(ctx: Context, *afns: Callable[[], Awaitable[T]]) -> T:
         try:
             value = await afn()
         except BaseException as exc:
-            if isinstance(exc, trio.Cancelled) or group._is_own(exc) or _has_cancelled(exc):
+            if isinstance(exc, trio.Cancelled) or group._outcome.is_own(exc) or _has_cancelled(exc):
                 raise
             if won or failed:
                 if not isinstance(exc, Exception):

@@ -91,7 +91,8 @@ import trio
 
 from ._context import CancelContext, background, with_cancel, with_timeout
 from ._errors import ContextError, DeadlineExceeded
-from ._leakcheck import KINDS, Leak, LeakWatch, exception_stacks, format_stack, tasks_under
+from ._leakcheck import KINDS, LeakWatch, tasks_under
+from ._leakreport import Leak, exception_stacks, format_stack
 from ._testing import advance_to_deadline, cancel_from_thread
 
 __all__ = [
