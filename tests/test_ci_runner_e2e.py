@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -95,13 +95,14 @@ def assert_no_process_left(tmp_path: Path) -> None:
 
 
 @contextmanager
-def started(path: Path, out: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Start the runner with its output going to ``out``; kill it if the test fails early."""
-    with out.open("wb") as sink:
+def started(path: Path, out: Path, err: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Start the runner with its output going to ``out`` (stderr too, unless ``err`` is given);
+    kill it if the test fails early."""
+    with out.open("wb") as sink, err.open("wb") if err is not None else nullcontext() as err_sink:
         proc = subprocess.Popen(
             [sys.executable, str(RUNNER), str(path), "--json", str(path.parent / "result.json")],
             stdout=sink,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT if err_sink is None else err_sink,
             cwd=ROOT,
         )
         try:
@@ -493,6 +494,55 @@ timeout = 30
     document = json.loads((tmp_path / "result.json").read_text())
     assert statuses(document) == {"work": "cancelled", "cleanup": "cancelled"}
     assert not (tmp_path / "cleaned").exists()
+    assert_no_process_left(tmp_path)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="no SIGUSR1 on this system")
+def test_sigusr1_prints_the_context_tree_and_the_run_goes_on(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[job]
+name = "ci"
+timeout = 60
+
+[[steps]]
+name = "waiting"
+run = "echo $$ > waiting.pid; touch ready; while [ ! -e go ]; do sleep 0.02; done; echo went"
+timeout = 30
+
+[[steps]]
+name = "after"
+run = "echo $$ > after.pid; touch after-ran"
+needs = ["waiting"]
+if = "always()"
+""",
+    )
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with started(path, out, err) as proc:
+        wait_for(tmp_path / "ready")  # the step runs, so the runner listens for SIGUSR1 already
+        proc.send_signal(signal.SIGUSR1)
+        wait_for(err, "with_value(step 'waiting') [active")
+        proc.send_signal(signal.SIGUSR1)  # as often as one likes
+        deadline = time.monotonic() + 10
+        while err.read_text().count("[job] ci: context tree (SIGUSR1)") < 2:
+            assert time.monotonic() < deadline, "the second SIGUSR1 printed nothing"
+            time.sleep(0.02)
+        assert proc.poll() is None  # the run goes on
+        (tmp_path / "go").touch()
+        assert proc.wait(timeout=15) == 0
+    tree = err.read_text()
+    lines = tree.splitlines()
+    first = lines.index("[job] ci: context tree (SIGUSR1)")
+    assert lines[first + 1].startswith("with_timeout(60.0) [active, ")  # the job
+    assert "with_timeout(30.0) [active, " in lines[first + 2]  # the step, under the job
+    assert "with_value(step 'waiting') [active, " in lines[first + 3]  # named, under the step
+    assert "step 'after'" not in tree  # not started yet
+    document = json.loads((tmp_path / "result.json").read_text())
+    assert statuses(document) == {"waiting": "passed", "after": "passed"}
+    text = out.read_text()
+    assert "went" in text
+    assert "context tree" not in text  # stdout keeps the run's own output only
     assert_no_process_left(tmp_path)
 
 

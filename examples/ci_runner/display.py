@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections import deque
 from typing import TextIO
 
@@ -129,6 +130,10 @@ class PlainDisplay:
         self.job_message = message
         self.write(f"[job] {message}")
 
+    def context_tree(self, text: str) -> None:
+        """Print the job's context tree (asked for with SIGUSR1) to stderr."""
+        print(text, file=sys.stderr, flush=True)
+
     # -- helpers ---------------------------------------------------------------------------
 
     def prefix(self, name: str, stream: str) -> str:
@@ -175,6 +180,12 @@ class LiveDisplay(PlainDisplay):
         self.states[result.name] = result.status
         self.results[result.name] = result
         super().step_finished(result)
+
+    def context_tree(self, text: str) -> None:
+        self.erase_block()  # stderr is usually the same terminal: print the tree above the block
+        self.out.flush()
+        super().context_tree(text)
+        self.draw_block()
 
     def prefix(self, name: str, stream: str) -> str:
         plain = super().prefix(name, stream)

@@ -21,6 +21,12 @@ Every step gets the runner's environment, then the job's ``env``, then its own `
 removed when the job ends) and ``TRIO_CONTEXT_DEADLINE`` (the time its context has left, set by
 ``run_process``; absent when the step has no limit).
 
+Each step's command runs under a ``with_value`` child of its context whose key names the step
+(:class:`StepKey`), so ``tc.format_tree`` shows which context belongs to which step. Where the
+system has ``SIGUSR1`` (and the runner is in the main thread), sending it prints
+``tc.format_tree(job)`` to stderr: the job, its steps and cleanup steps, their deadlines and open
+scopes; the run goes on undisturbed (``kill -USR1 <pid>`` while a step looks stuck).
+
 ``if`` conditions, evaluated when every step in ``needs`` has finished ("upstream" = every step
 needed directly or not; a failure with ``continue-on-error`` counts as a success):
 
@@ -37,6 +43,7 @@ import math
 import os
 import signal
 import tempfile
+import threading
 from typing import Literal, Protocol, TypeAlias
 
 import attrs
@@ -53,6 +60,8 @@ GRACE = 5.0
 """Seconds between SIGTERM and SIGKILL when a step's context is done."""
 CLEANUP_BUDGET = 30.0
 """Time limit of a cleanup step (``if`` other than ``success()``) that sets no ``timeout``."""
+TREE_SIGNAL: signal.Signals | None = getattr(signal, "SIGUSR1", None)
+"""The signal that prints the job's context tree to stderr (None where the system has none)."""
 
 
 class JobTimedOut(TimeoutError):
@@ -61,6 +70,17 @@ class JobTimedOut(TimeoutError):
 
 class StepTimedOut(TimeoutError):
     """The cause of a step's deadline: the step's own ``timeout`` passed."""
+
+
+@attrs.frozen(repr=False)
+class StepKey:
+    """The value key of a step's context, one per step, its value the :class:`Step`. Its repr
+    names the step, so the context tree shows ``with_value(step 'build')``."""
+
+    name: str
+
+    def __repr__(self) -> str:
+        return f"step {self.name!r}"
 
 
 @attrs.define
@@ -116,6 +136,7 @@ class Reporter(Protocol):
     def step_stopping(self, name: str) -> None: ...
     def step_finished(self, result: StepResult) -> None: ...
     def job_stopping(self, message: str) -> None: ...
+    def context_tree(self, text: str) -> None: ...
 
 
 async def run_pipeline(ctx: tc.Context, pipeline: Pipeline, reporter: Reporter) -> JobResult:
@@ -152,8 +173,15 @@ class _JobRun:
             ) as scratch:
                 self.env["CI_RUNNER_TEMP"] = scratch
                 async with trio.open_nursery() as nursery:
-                    for step in self.pipeline.steps:
-                        nursery.start_soon(self.step_task, step, name=f"step {step.name}")
+                    if (
+                        TREE_SIGNAL is not None
+                        and threading.current_thread() is threading.main_thread()
+                    ):
+                        await nursery.start(self.show_tree_on, TREE_SIGNAL, name="context tree")
+                    async with trio.open_nursery() as step_tasks:
+                        for step in self.pipeline.steps:
+                            step_tasks.start_soon(self.step_task, step, name=f"step {step.name}")
+                    nursery.cancel_scope.cancel()  # every step is done: stop listening
         finally:
             stop_watch()
         state = self.job_state()
@@ -169,6 +197,18 @@ class _JobRun:
         else:
             status, reason = "passed", None
         return JobResult(self.pipeline.job.name, status, trio.current_time() - start, steps, reason)
+
+    async def show_tree_on(
+        self, signum: int, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Show the job's context tree each time ``signum`` arrives, until cancelled."""
+        with trio.open_signal_receiver(signum) as signals:
+            task_status.started()
+            async for _ in signals:
+                self.reporter.context_tree(
+                    f"[job] {self.pipeline.job.name}: context tree ({_signal_name(signum)})\n"
+                    + tc.format_tree(self.job)
+                )
 
     def job_state(self) -> Literal["running", "timed_out", "cancelled"]:
         if not self.job.done.is_set():
@@ -249,7 +289,7 @@ class _JobRun:
             # The hard context (SIGKILL) is run_process's default: with_grace(ctx, GRACE), which
             # a forced stop (the second Ctrl-C) also ends at once.
             result = await tc.run_process(
-                ctx,
+                tc.with_value(ctx, StepKey(step.name), step),  # names the step in format_tree
                 ["sh", "-c", step.run],
                 grace=GRACE,
                 capture=False,
