@@ -28,13 +28,13 @@ class Fatal(BaseException):
 # -- basics ----------------------------------------------------------------------------------
 
 
-async def test_tasks_run_with_the_group_context_as_current() -> None:
+async def test_tasks_run_with_the_group_context_as_current(ctx: tc.CancelContext) -> None:
     seen: list[tc.Context] = []
 
     async def task() -> None:
         seen.append(tc.current())
 
-    async with tc.open_group(BG) as group:
+    async with tc.open_group(ctx) as group:
         assert tc.current() is group.context
         group.start_soon(task)
         group.start_soon(task, name="named")
@@ -42,20 +42,22 @@ async def test_tasks_run_with_the_group_context_as_current() -> None:
     assert group.context.err is not None  # the group's work is over: its context is cancelled
 
 
-async def test_group_context_is_a_child_of_ctx() -> None:
-    outer = tc.with_value(BG, "k", "v")
+async def test_group_context_is_a_child_of_ctx(ctx: tc.CancelContext) -> None:
+    outer = tc.with_value(ctx, "k", "v")
     async with tc.open_group(outer) as group:
         assert group.context.value("k") == "v"
         assert group.context in outer.children()
 
 
-async def test_task_started_from_outside_the_group_still_sees_its_context() -> None:
+async def test_task_started_from_outside_the_group_still_sees_its_context(
+    ctx: tc.CancelContext,
+) -> None:
     seen: list[tc.Context] = []
 
     async def task() -> None:
         seen.append(tc.current())
 
-    async with trio.open_nursery() as nursery, tc.open_group(BG) as group:
+    async with trio.open_nursery() as nursery, tc.open_group(ctx) as group:
 
         async def elsewhere() -> None:
             group.start_soon(task)
@@ -65,13 +67,13 @@ async def test_task_started_from_outside_the_group_still_sees_its_context() -> N
     assert seen == [group.context]
 
 
-async def test_task_names_default_to_the_function_like_trio() -> None:
+async def test_task_names_default_to_the_function_like_trio(ctx: tc.CancelContext) -> None:
     names: list[str] = []
 
     async def record() -> None:
         names.append(trio.lowlevel.current_task().name)
 
-    async with tc.open_group(BG) as group:
+    async with tc.open_group(ctx) as group:
         group.start_soon(record)
         group.start_soon(record, name="custom")
     assert sorted(names) == sorted(["custom", f"{__name__}.{record.__qualname__}"])
@@ -108,6 +110,7 @@ async def _blocked_in_done_wait(started: trio.Event, finished: list[str]) -> Non
 
 @pytest.mark.parametrize("blocked", [_blocked_in_sleep, _blocked_in_receive, _blocked_in_done_wait])
 async def test_an_error_cancels_siblings_wherever_they_wait(
+    ctx: tc.CancelContext,
     blocked: Callable[[trio.Event, list[str]], Awaitable[None]],
 ) -> None:
     finished: list[str] = []
@@ -119,7 +122,7 @@ async def test_an_error_cancels_siblings_wherever_they_wait(
         raise boom
 
     with pytest.raises(ExceptionGroup) as info:
-        async with tc.open_group(BG) as group:
+        async with tc.open_group(ctx) as group:
             group.start_soon(blocked, started, finished)
             group.start_soon(fail)
     assert info.value.exceptions == (boom,)  # the siblings' cancellations are not errors
@@ -128,7 +131,7 @@ async def test_an_error_cancels_siblings_wherever_they_wait(
     assert isinstance(group.context.err, tc.ContextCancelled)
 
 
-async def test_only_real_errors_are_reported_in_order() -> None:
+async def test_only_real_errors_are_reported_in_order(ctx: tc.CancelContext) -> None:
     a, b = Boom("a"), Boom("b")
     a_failing = trio.Event()
 
@@ -144,7 +147,7 @@ async def test_only_real_errors_are_reported_in_order() -> None:
         raise b  # fails while the group is already cancelled: still a real error
 
     with pytest.raises(ExceptionGroup) as info:
-        async with tc.open_group(BG) as group:
+        async with tc.open_group(ctx) as group:
             group.start_soon(fail_b)
             group.start_soon(fail_a)
     assert info.value.exceptions == (a, b)
@@ -152,6 +155,7 @@ async def test_only_real_errors_are_reported_in_order() -> None:
 
 
 async def test_a_tasks_own_deadline_is_a_real_error(
+    ctx: tc.CancelContext,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def own_timeout() -> None:
@@ -159,7 +163,7 @@ async def test_a_tasks_own_deadline_is_a_real_error(
             await trio.sleep(10)
 
     with pytest.raises(ExceptionGroup) as info:
-        async with tc.open_group(BG) as group:
+        async with tc.open_group(ctx) as group:
             group.start_soon(own_timeout)
             group.start_soon(trio.sleep_forever)
     [err] = info.value.exceptions
@@ -167,21 +171,23 @@ async def test_a_tasks_own_deadline_is_a_real_error(
     assert group.context.cause is err
 
 
-async def test_a_context_error_from_elsewhere_is_a_real_error() -> None:
-    other = tc.with_cancel(BG)
+async def test_a_context_error_from_elsewhere_is_a_real_error(ctx: tc.CancelContext) -> None:
+    other = tc.with_cancel(ctx)
     other.cancel()
 
     async def polls_the_wrong_context() -> None:
         other.check()
 
     with pytest.raises(ExceptionGroup) as info:
-        async with tc.open_group(BG) as group:
+        async with tc.open_group(ctx) as group:
             group.start_soon(polls_the_wrong_context)
     [err] = info.value.exceptions
     assert isinstance(err, tc.ContextCancelled)
 
 
-async def test_polling_the_group_context_after_cancel_is_not_an_error() -> None:
+async def test_polling_the_group_context_after_cancel_is_not_an_error(
+    ctx: tc.CancelContext,
+) -> None:
     polling = trio.Event()
 
     async def poller() -> None:
@@ -191,18 +197,20 @@ async def test_polling_the_group_context_after_cancel_is_not_an_error() -> None:
             with trio.CancelScope(shield=True):
                 await trio.lowlevel.checkpoint()
 
-    async with tc.open_group(BG) as group:
+    async with tc.open_group(ctx) as group:
         group.start_soon(poller)
         await polling.wait()
         group.cancel(Boom("stop"))
     assert group.statistics().failed == 0
 
 
-async def test_an_error_in_the_body_cancels_the_group_and_is_reported() -> None:
+async def test_an_error_in_the_body_cancels_the_group_and_is_reported(
+    ctx: tc.CancelContext,
+) -> None:
     finished: list[str] = []
     boom = Boom("body")
     with pytest.raises(ExceptionGroup) as info:
-        async with tc.open_group(BG) as group:
+        async with tc.open_group(ctx) as group:
             group.start_soon(_blocked_in_sleep, trio.Event(), finished)
             await trio.testing.wait_all_tasks_blocked()
             raise boom
@@ -211,25 +219,25 @@ async def test_an_error_in_the_body_cancels_the_group_and_is_reported() -> None:
     assert group.context.cause is boom
 
 
-async def test_a_base_exception_gives_a_base_exception_group() -> None:
+async def test_a_base_exception_gives_a_base_exception_group(ctx: tc.CancelContext) -> None:
     async def fatal() -> None:
         raise Fatal
 
     with pytest.raises(BaseExceptionGroup) as info:
-        async with tc.open_group(BG) as group:
+        async with tc.open_group(ctx) as group:
             group.start_soon(fatal)
     assert not isinstance(info.value, ExceptionGroup)
     assert [type(e) for e in info.value.exceptions] == [Fatal]
 
 
-async def test_an_exception_group_from_a_task_keeps_its_real_part() -> None:
+async def test_an_exception_group_from_a_task_keeps_its_real_part(ctx: tc.CancelContext) -> None:
     async def inner_nursery() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio.sleep_forever)
             raise Boom("inner")
 
     with pytest.raises(ExceptionGroup) as info:
-        async with tc.open_group(BG) as group:
+        async with tc.open_group(ctx) as group:
             group.start_soon(inner_nursery)
     [inner] = info.value.exceptions
     assert isinstance(inner, ExceptionGroup)
@@ -239,8 +247,8 @@ async def test_an_exception_group_from_a_task_keeps_its_real_part() -> None:
 # -- cancellation: group vs outer --------------------------------------------------------------
 
 
-async def test_group_cancel_is_quiet_and_never_touches_the_outer_ctx() -> None:
-    outer = tc.with_cancel(BG)
+async def test_group_cancel_is_quiet_and_never_touches_the_outer_ctx(ctx: tc.CancelContext) -> None:
+    outer = tc.with_cancel(ctx)
     finished: list[str] = []
     async with tc.open_group(outer) as group:
         group.start_soon(_blocked_in_sleep, trio.Event(), finished)
@@ -252,8 +260,10 @@ async def test_group_cancel_is_quiet_and_never_touches_the_outer_ctx() -> None:
     assert isinstance(group.context.cause, Boom)
 
 
-async def test_the_outer_ctx_cancels_the_group_and_the_block_says_why() -> None:
-    outer = tc.with_cancel(BG)
+async def test_the_outer_ctx_cancels_the_group_and_the_block_says_why(
+    ctx: tc.CancelContext,
+) -> None:
+    outer = tc.with_cancel(ctx)
     why = Boom("user pressed stop")
     finished: list[str] = []
     with pytest.raises(tc.ContextCancelled) as info:
@@ -267,8 +277,8 @@ async def test_the_outer_ctx_cancels_the_group_and_the_block_says_why() -> None:
     assert group.context.err is outer.err
 
 
-async def test_the_outer_ctx_interrupting_only_tasks_still_raises() -> None:
-    outer = tc.with_cancel(BG)
+async def test_the_outer_ctx_interrupting_only_tasks_still_raises(ctx: tc.CancelContext) -> None:
+    outer = tc.with_cancel(ctx)
 
     async def cancel_soon() -> None:
         await trio.testing.wait_all_tasks_blocked()
@@ -281,26 +291,28 @@ async def test_the_outer_ctx_interrupting_only_tasks_still_raises() -> None:
                 group.start_soon(trio.sleep_forever)  # the body is done: the exit waits
 
 
-async def test_the_outer_deadline_ends_the_group(autojump_clock: trio.testing.MockClock) -> None:
+async def test_the_outer_deadline_ends_the_group(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
     start = trio.current_time()
     with pytest.raises(tc.DeadlineExceeded):
-        async with tc.open_group(tc.with_timeout(BG, 5)) as group:
+        async with tc.open_group(tc.with_timeout(ctx, 5)) as group:
             group.start_soon(trio.sleep_forever)
     assert trio.current_time() - start == pytest.approx(5)
 
 
-async def test_the_outer_ctx_ending_after_the_work_raises_nothing() -> None:
-    outer = tc.with_cancel(BG)
+async def test_the_outer_ctx_ending_after_the_work_raises_nothing(ctx: tc.CancelContext) -> None:
+    outer = tc.with_cancel(ctx)
     async with tc.open_group(outer) as group:
         group.start_soon(trio.lowlevel.checkpoint)
     outer.cancel()
     assert group.statistics().finished == 1
 
 
-async def test_an_outer_trio_cancel_passes_through() -> None:
+async def test_an_outer_trio_cancel_passes_through(ctx: tc.CancelContext) -> None:
     finished: list[str] = []
     with trio.CancelScope() as cs:
-        async with tc.open_group(BG) as group:
+        async with tc.open_group(ctx) as group:
             group.start_soon(_blocked_in_sleep, trio.Event(), finished)
             await trio.testing.wait_all_tasks_blocked()
             cs.cancel()
@@ -309,9 +321,11 @@ async def test_an_outer_trio_cancel_passes_through() -> None:
     assert finished == ["sleep"]
 
 
-async def test_seed_scenario_a_worker_that_never_looks_at_done_still_stops() -> None:
+async def test_seed_scenario_a_worker_that_never_looks_at_done_still_stops(
+    ctx: tc.CancelContext,
+) -> None:
     # The Go bug: a goroutine blocked on a channel without selecting on ctx.Done() leaks.
-    job = tc.with_cancel(BG)
+    job = tc.with_cancel(ctx)
     send, receive = trio.open_memory_channel[int](0)
     got: list[int] = []
     stopped = False
@@ -334,7 +348,7 @@ async def test_seed_scenario_a_worker_that_never_looks_at_done_still_stops() -> 
     assert stopped
 
 
-async def test_ten_thousand_tasks_cancelled_at_once_all_join() -> None:
+async def test_ten_thousand_tasks_cancelled_at_once_all_join(ctx: tc.CancelContext) -> None:
     n = 10_000
     joined = 0
 
@@ -345,7 +359,7 @@ async def test_ten_thousand_tasks_cancelled_at_once_all_join() -> None:
         finally:
             joined += 1
 
-    async with tc.open_group(BG) as group:
+    async with tc.open_group(ctx) as group:
         for _ in range(n):
             group.start_soon(task)
         await trio.testing.wait_all_tasks_blocked()
@@ -360,7 +374,9 @@ async def test_ten_thousand_tasks_cancelled_at_once_all_join() -> None:
 # -- limit -----------------------------------------------------------------------------------
 
 
-async def test_limit_two_never_runs_more_than_two(autojump_clock: trio.testing.MockClock) -> None:
+async def test_limit_two_never_runs_more_than_two(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
     running = peak = done = 0
 
     async def task(i: int) -> None:
@@ -371,7 +387,7 @@ async def test_limit_two_never_runs_more_than_two(autojump_clock: trio.testing.M
         running -= 1
         done += 1
 
-    async with tc.open_group(BG, limit=2) as group:
+    async with tc.open_group(ctx, limit=2) as group:
         for i in range(100):
             group.start_soon(task, i)
         await trio.testing.wait_all_tasks_blocked()
@@ -380,7 +396,9 @@ async def test_limit_two_never_runs_more_than_two(autojump_clock: trio.testing.M
     assert (peak, done) == (2, 100)
 
 
-async def test_waiting_tasks_start_in_fifo_order(autojump_clock: trio.testing.MockClock) -> None:
+async def test_waiting_tasks_start_in_fifo_order(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
     starts: dict[int, float] = {}
 
     async def task(i: int) -> None:
@@ -389,7 +407,7 @@ async def test_waiting_tasks_start_in_fifo_order(autojump_clock: trio.testing.Mo
 
     for limit in (1, 3):
         starts.clear()
-        async with tc.open_group(BG, limit=limit) as group:
+        async with tc.open_group(ctx, limit=limit) as group:
             for i in range(30):
                 group.start_soon(task, i)
         times = [starts[i] for i in range(30)]
@@ -398,14 +416,16 @@ async def test_waiting_tasks_start_in_fifo_order(autojump_clock: trio.testing.Mo
             assert len(set(times)) == 30
 
 
-async def test_a_queued_task_never_starts_once_the_group_is_cancelled() -> None:
+async def test_a_queued_task_never_starts_once_the_group_is_cancelled(
+    ctx: tc.CancelContext,
+) -> None:
     started: list[str] = []
 
     async def task(name: str) -> None:
         started.append(name)
         await trio.sleep_forever()
 
-    async with tc.open_group(BG, limit=1) as group:
+    async with tc.open_group(ctx, limit=1) as group:
         group.start_soon(task, "first")
         group.start_soon(task, "queued")
         await trio.testing.wait_all_tasks_blocked()
@@ -414,7 +434,7 @@ async def test_a_queued_task_never_starts_once_the_group_is_cancelled() -> None:
     assert started == ["first"]
 
 
-async def test_a_slot_freed_as_the_group_is_cancelled_is_not_used() -> None:
+async def test_a_slot_freed_as_the_group_is_cancelled_is_not_used(ctx: tc.CancelContext) -> None:
     started: list[str] = []
     release = trio.Event()
 
@@ -425,7 +445,7 @@ async def test_a_slot_freed_as_the_group_is_cancelled_is_not_used() -> None:
     async def queued() -> None:
         started.append("queued")
 
-    async with tc.open_group(BG, limit=1) as group:
+    async with tc.open_group(ctx, limit=1) as group:
         group.start_soon(first)
         group.start_soon(queued)
         await trio.testing.wait_all_tasks_blocked()
@@ -434,12 +454,14 @@ async def test_a_slot_freed_as_the_group_is_cancelled_is_not_used() -> None:
     assert started == []
 
 
-async def test_start_waits_for_a_slot(autojump_clock: trio.testing.MockClock) -> None:
+async def test_start_waits_for_a_slot(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
     async def serve(port: int, task_status: trio.TaskStatus[int]) -> None:
         task_status.started(port)
         await trio.sleep(5)
 
-    async with tc.open_group(BG, limit=1) as group:
+    async with tc.open_group(ctx, limit=1) as group:
         assert await group.start(serve, 1) == 1
         t0 = trio.current_time()
         assert await group.start(serve, 2) == 2
@@ -449,34 +471,34 @@ async def test_start_waits_for_a_slot(autojump_clock: trio.testing.MockClock) ->
 # -- start() ---------------------------------------------------------------------------------
 
 
-async def test_start_returns_the_started_value_and_runs_in_the_group() -> None:
+async def test_start_returns_the_started_value_and_runs_in_the_group(ctx: tc.CancelContext) -> None:
     async def serve(task_status: trio.TaskStatus[tc.Context]) -> None:
         task_status.started(tc.current())
         await trio.sleep_forever()
 
-    async with tc.open_group(BG) as group:
+    async with tc.open_group(ctx) as group:
         assert await group.start(serve) is group.context
         group.cancel()
 
 
-async def test_an_error_before_started_goes_to_the_caller() -> None:
+async def test_an_error_before_started_goes_to_the_caller(ctx: tc.CancelContext) -> None:
     async def broken(task_status: trio.TaskStatus[None]) -> None:
         raise Boom("bind failed")
 
-    async with tc.open_group(BG) as group:
+    async with tc.open_group(ctx) as group:
         with pytest.raises(Boom):
             await group.start(broken)
     assert group.statistics().failed == 0
 
 
-async def test_an_error_after_started_goes_to_the_group() -> None:
+async def test_an_error_after_started_goes_to_the_group(ctx: tc.CancelContext) -> None:
     async def crashes(task_status: trio.TaskStatus[None]) -> None:
         task_status.started()
         await trio.lowlevel.checkpoint()
         raise Boom("later")
 
     with pytest.raises(ExceptionGroup) as info:
-        async with tc.open_group(BG) as group:
+        async with tc.open_group(ctx) as group:
             await group.start(crashes)
     assert [type(e) for e in info.value.exceptions] == [Boom]
 
@@ -509,11 +531,11 @@ async def test_bad_ctx() -> None:
             pass  # pragma: no cover
 
 
-async def test_bad_task_functions() -> None:
+async def test_bad_task_functions(ctx: tc.CancelContext) -> None:
     def sync() -> None:
         pass
 
-    async with tc.open_group(BG) as group:
+    async with tc.open_group(ctx) as group:
         coro = trio.sleep(1)  # noqa: ASYNC105 - the mistake under test
         with pytest.raises(TypeError, match=r"coroutine object.*start_soon\(fn, arg\)"):
             group.start_soon(coro)  # type: ignore[arg-type]
@@ -526,8 +548,8 @@ async def test_bad_task_functions() -> None:
     assert group.statistics().finished == 0
 
 
-async def test_starting_in_a_closed_group() -> None:
-    async with tc.open_group(BG) as group:
+async def test_starting_in_a_closed_group(ctx: tc.CancelContext) -> None:
+    async with tc.open_group(ctx) as group:
         pass
     with pytest.raises(RuntimeError, match="group is closed"):
         group.start_soon(trio.sleep, 1)
@@ -535,8 +557,8 @@ async def test_starting_in_a_closed_group() -> None:
         await group.start(trio.sleep, 1)
 
 
-async def test_repr_and_statistics() -> None:
-    async with tc.open_group(BG, limit=1) as group:
+async def test_repr_and_statistics(ctx: tc.CancelContext) -> None:
+    async with tc.open_group(ctx, limit=1) as group:
         group.start_soon(trio.sleep_forever)
         group.start_soon(trio.sleep_forever)
         await trio.testing.wait_all_tasks_blocked()
@@ -555,7 +577,7 @@ async def _stubborn(release: trio.Event) -> None:
 
 
 async def test_a_stuck_task_is_logged_with_its_stack(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     release = trio.Event()
     async with trio.open_nursery() as nursery:
@@ -567,7 +589,7 @@ async def test_a_stuck_task_is_logged_with_its_stack(
             assert len(caplog.records) == 1
             release.set()
 
-        async with tc.open_group(BG, grace=5) as group:
+        async with tc.open_group(ctx, grace=5) as group:
             group.start_soon(_stubborn, release, name="stubborn")
             await trio.testing.wait_all_tasks_blocked()
             nursery.start_soon(watch)
@@ -580,7 +602,9 @@ async def test_a_stuck_task_is_logged_with_its_stack(
     assert "cancel() called by task" in message and "Boom('stop')" in message  # explain()
 
 
-async def test_a_stuck_task_raises_with_strict(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_stuck_task_raises_with_strict(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
     release = trio.Event()
 
     async def release_later() -> None:
@@ -590,7 +614,7 @@ async def test_a_stuck_task_raises_with_strict(autojump_clock: trio.testing.Mock
     async with trio.open_nursery() as nursery:
         nursery.start_soon(release_later)
         with pytest.raises(ExceptionGroup) as info:
-            async with tc.open_group(BG, grace=2, strict=True) as g:
+            async with tc.open_group(ctx, grace=2, strict=True) as g:
                 g.start_soon(_stubborn, release, name="stubborn")
                 await trio.testing.wait_all_tasks_blocked()
                 g.cancel()
@@ -602,9 +626,9 @@ async def test_a_stuck_task_raises_with_strict(autojump_clock: trio.testing.Mock
 
 
 async def test_a_stuck_body_is_reported(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with tc.open_group(BG, grace=1) as group:
+    async with tc.open_group(ctx, grace=1) as group:
         group.cancel()
         with trio.CancelScope(shield=True):
             await trio.sleep(3)
@@ -614,12 +638,13 @@ async def test_a_stuck_body_is_reported(
 
 @pytest.mark.parametrize("grace", [None, 5])
 async def test_prompt_tasks_are_not_reported_nor_delayed(
+    ctx: tc.CancelContext,
     grace: float | None,
     autojump_clock: trio.testing.MockClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     start = trio.current_time()
-    async with tc.open_group(BG, grace=grace) as group:
+    async with tc.open_group(ctx, grace=grace) as group:
         group.start_soon(trio.sleep_forever)
         await trio.testing.wait_all_tasks_blocked()
         group.cancel()
@@ -629,7 +654,7 @@ async def test_prompt_tasks_are_not_reported_nor_delayed(
 
 
 async def test_no_report_without_grace(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     release = trio.Event()
 
@@ -637,7 +662,7 @@ async def test_no_report_without_grace(
         await trio.sleep(100)
         release.set()
 
-    async with trio.open_nursery() as nursery, tc.open_group(BG, grace=None) as group:
+    async with trio.open_nursery() as nursery, tc.open_group(ctx, grace=None) as group:
         group.start_soon(_stubborn, release)
         nursery.start_soon(release_later)
         group.cancel()
@@ -656,17 +681,19 @@ async def _after(seconds: float, value: object, log: list[str]) -> object:
 
 
 async def test_race_returns_the_first_and_joins_the_rest(
+    ctx: tc.CancelContext,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     log: list[str] = []
     start = trio.current_time()
-    result = await tc.race(BG, partial(_after, 3, "slow", log), partial(_after, 1, "fast", log))
+    result = await tc.race(ctx, partial(_after, 3, "slow", log), partial(_after, 1, "fast", log))
     assert result == "fast"
     assert sorted(log) == ["fast ended", "slow ended"]  # the loser was joined before returning
     assert trio.current_time() - start == pytest.approx(1)
 
 
 async def test_race_raises_the_first_error_and_joins_the_rest(
+    ctx: tc.CancelContext,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     log: list[str] = []
@@ -676,12 +703,12 @@ async def test_race_raises_the_first_error_and_joins_the_rest(
         raise Boom("first")
 
     with pytest.raises(Boom, match="first"):
-        await tc.race(BG, partial(_after, 3, "slow", log), fail)
+        await tc.race(ctx, partial(_after, 3, "slow", log), fail)
     assert log == ["slow ended"]
 
 
 async def test_race_a_losers_error_is_logged_not_raised(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def bad_loser() -> object:
         try:
@@ -690,22 +717,24 @@ async def test_race_a_losers_error_is_logged_not_raised(
             raise Boom("while cancelled")
 
     log: list[str] = []
-    assert await tc.race(BG, bad_loser, partial(_after, 1, "winner", log)) == "winner"
+    assert await tc.race(ctx, bad_loser, partial(_after, 1, "winner", log)) == "winner"
     [record] = caplog.records
     assert "race(): a loser raised" in record.getMessage()
 
 
-async def test_race_with_one_function() -> None:
+async def test_race_with_one_function(ctx: tc.CancelContext) -> None:
     async def one() -> int:
         return 1
 
-    assert await tc.race(BG, one) == 1
+    assert await tc.race(ctx, one) == 1
 
 
-async def test_race_cancelled_by_ctx(autojump_clock: trio.testing.MockClock) -> None:
+async def test_race_cancelled_by_ctx(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
     log: list[str] = []
     with pytest.raises(tc.DeadlineExceeded):
-        await tc.race(tc.with_timeout(BG, 1), partial(_after, 5, "a", log))
+        await tc.race(tc.with_timeout(ctx, 1), partial(_after, 5, "a", log))
     assert log == ["a ended"]
 
 

@@ -52,8 +52,12 @@ def states_of(events: list[JobEvent], job_id: str) -> list[str]:
     return seen
 
 
-async def collect(queue: JobQueue, events: list[JobEvent], *, task_status: trio.TaskStatus[None]
-                  = trio.TASK_STATUS_IGNORED) -> None:
+async def collect(
+    queue: JobQueue,
+    events: list[JobEvent],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
     with queue.subscribe() as stream:
         task_status.started()
         async for event in stream:
@@ -83,9 +87,11 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="ne
 # -- states and transitions: async work on the autojump clock ---------------------------------
 
 
-async def test_a_job_goes_queued_running_done(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_job_goes_queued_running_done(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
     events: list[JobEvent] = []
-    async with open_job_queue(tc.background(), limit=1) as queue:
+    async with open_job_queue(ctx, limit=1) as queue:
         await queue._nursery.start(collect, queue, events)
         first = queue.submit(spec(prompt="first"))
         job_id = queue.submit(spec(prompt="lighthouse"))
@@ -98,20 +104,27 @@ async def test_a_job_goes_queued_running_done(autojump_clock: trio.testing.MockC
     assert states_of(events, first) == ["running", "done"]
     # The last step and "done" happen without a checkpoint in between: one coalesced event.
     mine = [(e.type, e.job.state, e.job.step, e.job.percent) for e in events if e.job.id == job_id]
-    assert mine == [("state", "queued", 0, 0), ("state", "running", 0, 0),
-                    ("progress", "running", 1, 25), ("progress", "running", 2, 50),
-                    ("progress", "running", 3, 75), ("state", "done", 4, 100)]
+    assert mine == [
+        ("state", "queued", 0, 0),
+        ("state", "running", 0, 0),
+        ("progress", "running", 1, 25),
+        ("progress", "running", 2, 50),
+        ("progress", "running", 3, 75),
+        ("state", "done", 4, 100),
+    ]
     assert trio.current_time() == 8.0
 
 
-async def test_cancel_queued_job_never_starts(autojump_clock: trio.testing.MockClock) -> None:
+async def test_cancel_queued_job_never_starts(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
     started: list[str] = []
 
     async def work(ctx: tc.Context, job: JobSpec, steps: Steps) -> None:
         started.append(job.prompt)
         await WORK["async"](ctx, job, steps)
 
-    async with open_job_queue(tc.background(), limit=1, work={"async": work}) as queue:
+    async with open_job_queue(ctx, limit=1, work={"async": work}) as queue:
         first = queue.submit(spec(prompt="first"))
         second = queue.submit(spec(prompt="second"))
         assert queue.get(second).state == "queued"
@@ -124,10 +137,11 @@ async def test_cancel_queued_job_never_starts(autojump_clock: trio.testing.MockC
 
 
 async def test_safe_cancel_finishes_the_step_and_keeps_partial_results(
+    ctx: tc.CancelContext,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     events: list[JobEvent] = []
-    async with open_job_queue(tc.background(), limit=1) as queue:
+    async with open_job_queue(ctx, limit=1) as queue:
         await queue._nursery.start(collect, queue, events)
         job_id = queue.submit(spec(steps=10))
         await until(queue, job_id, lambda j: j.step == 2)
@@ -143,8 +157,10 @@ async def test_safe_cancel_finishes_the_step_and_keeps_partial_results(
     assert states_of(events, job_id) == ["running", "cancelling", "cancelled"]
 
 
-async def test_now_cancel_interrupts_at_once(autojump_clock: trio.testing.MockClock) -> None:
-    async with open_job_queue(tc.background(), limit=1) as queue:
+async def test_now_cancel_interrupts_at_once(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_job_queue(ctx, limit=1) as queue:
         job_id = queue.submit(spec(steps=10))
         await until(queue, job_id, lambda j: j.step == 2)
         cancelled_at = trio.current_time()
@@ -155,8 +171,10 @@ async def test_now_cancel_interrupts_at_once(autojump_clock: trio.testing.MockCl
     assert trio.current_time() == cancelled_at
 
 
-async def test_now_upgrades_a_safe_cancel(autojump_clock: trio.testing.MockClock) -> None:
-    async with open_job_queue(tc.background(), limit=1) as queue:
+async def test_now_upgrades_a_safe_cancel(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_job_queue(ctx, limit=1) as queue:
         job_id = queue.submit(spec(steps=10, step_seconds=5.0))
         await until(queue, job_id, lambda j: j.step == 1)
         await trio.sleep(1)  # in the middle of step 2
@@ -171,11 +189,11 @@ async def test_now_upgrades_a_safe_cancel(autojump_clock: trio.testing.MockClock
 @pytest.mark.parametrize("mode", ["safe", "now"])
 @pytest.mark.parametrize("at", [2.999, 3.0, 3.0001, 3.5])
 async def test_cancel_racing_completion_gives_exactly_one_final_state(
-    autojump_clock: trio.testing.MockClock, mode: str, at: float
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock, mode: str, at: float
 ) -> None:
     events: list[JobEvent] = []
     accepted: list[bool] = []
-    async with open_job_queue(tc.background(), limit=1) as queue:
+    async with open_job_queue(ctx, limit=1) as queue:
         await queue._nursery.start(collect, queue, events)
         job_id = queue.submit(spec(steps=3))
 
@@ -200,7 +218,9 @@ async def test_cancel_racing_completion_gives_exactly_one_final_state(
         assert final.state == "done"
 
 
-async def test_a_limit_of_2_never_runs_3(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_limit_of_2_never_runs_3(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
     running = 0
     most = 0
 
@@ -213,9 +233,11 @@ async def test_a_limit_of_2_never_runs_3(autojump_clock: trio.testing.MockClock)
         finally:
             running -= 1
 
-    async with open_job_queue(tc.background(), limit=2, work={"async": work}) as queue:
-        ids = [queue.submit(spec(prompt=str(i), steps=1 + i % 3, step_seconds=0.5 + i % 2))
-               for i in range(12)]
+    async with open_job_queue(ctx, limit=2, work={"async": work}) as queue:
+        ids = [
+            queue.submit(spec(prompt=str(i), steps=1 + i % 3, step_seconds=0.5 + i % 2))
+            for i in range(12)
+        ]
         with queue.subscribe() as events:
             queue.cancel(ids[3], "now")  # queued
             async for event in events:
@@ -237,9 +259,10 @@ async def test_a_limit_of_2_never_runs_3(autojump_clock: trio.testing.MockClock)
 
 
 async def test_stall_and_timeout_are_different_failures(
+    ctx: tc.CancelContext,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with open_job_queue(tc.background(), limit=4) as queue:
+    async with open_job_queue(ctx, limit=4) as queue:
         stalled = queue.submit(spec(prompt="s", steps=8, hang_at=3), stall_timeout=2.5)
         timed_out = queue.submit(spec(prompt="t", steps=8), timeout=5.5)
         # slow but steady: each step within the stall limit, so it never stalls
@@ -255,9 +278,10 @@ async def test_stall_and_timeout_are_different_failures(
 
 
 async def test_an_error_fails_the_job_and_not_the_queue(
+    ctx: tc.CancelContext,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with open_job_queue(tc.background(), limit=2) as queue:
+    async with open_job_queue(ctx, limit=2) as queue:
         bad = queue.submit(spec(fail_at=3))
         good = queue.submit(spec())
     assert queue.get(bad).state == "failed" and queue.get(bad).step == 2
@@ -269,9 +293,10 @@ async def test_an_error_fails_the_job_and_not_the_queue(
 
 
 async def test_close_cancels_queued_lets_running_finish(
+    ctx: tc.CancelContext,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with open_job_queue(tc.background(), limit=1) as queue:
+    async with open_job_queue(ctx, limit=1) as queue:
         running = queue.submit(spec())
         queued = queue.submit(spec(prompt="q"))
         await until(queue, running, lambda j: j.step == 1)
@@ -287,9 +312,10 @@ async def test_close_cancels_queued_lets_running_finish(
 
 
 async def test_close_deadline_cancels_what_is_still_running(
+    ctx: tc.CancelContext,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with open_job_queue(tc.background(), limit=2) as queue:
+    async with open_job_queue(ctx, limit=2) as queue:
         short = queue.submit(spec(steps=2))
         long = queue.submit(spec(steps=100))
         queue.close(timeout=4.5)
@@ -299,8 +325,10 @@ async def test_close_deadline_cancels_what_is_still_running(
     assert trio.current_time() == 4.5
 
 
-async def test_destroy_cancels_everything_now(autojump_clock: trio.testing.MockClock) -> None:
-    async with open_job_queue(tc.background(), limit=2) as queue:
+async def test_destroy_cancels_everything_now(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_job_queue(ctx, limit=2) as queue:
         ids = [queue.submit(spec(prompt=str(i), steps=100)) for i in range(4)]
         await until(queue, ids[0], lambda j: j.step == 3)
         queue.destroy()
@@ -314,9 +342,10 @@ async def test_destroy_cancels_everything_now(autojump_clock: trio.testing.MockC
 
 
 async def test_the_parent_context_ending_destroys_the_queue(
+    ctx: tc.CancelContext,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    parent = tc.with_timeout(tc.background(), 2.5)
+    parent = tc.with_timeout(ctx, 2.5)
     async with open_job_queue(parent, limit=1) as queue:
         running = queue.submit(spec())
         queued = queue.submit(spec(prompt="q"))
@@ -326,10 +355,11 @@ async def test_the_parent_context_ending_destroys_the_queue(
 
 
 async def test_an_error_in_the_block_destroys_the_queue(
+    ctx: tc.CancelContext,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     with pytest.raises(KeyError):
-        async with open_job_queue(tc.background(), limit=1) as queue:
+        async with open_job_queue(ctx, limit=1) as queue:
             job_id = queue.submit(spec())
             raise KeyError("boom")
     assert queue.get(job_id).state == "cancelled"
@@ -337,9 +367,10 @@ async def test_an_error_in_the_block_destroys_the_queue(
 
 
 async def test_leaving_the_block_runs_the_queued_jobs(
+    ctx: tc.CancelContext,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with open_job_queue(tc.background(), limit=1) as queue:
+    async with open_job_queue(ctx, limit=1) as queue:
         ids = [queue.submit(spec(prompt=str(i))) for i in range(3)]
     assert [queue.get(i).state for i in ids] == ["done"] * 3
     assert trio.current_time() == 12.0
@@ -348,8 +379,10 @@ async def test_leaving_the_block_runs_the_queued_jobs(
 # -- result cache, events, errors -------------------------------------------------------------
 
 
-async def test_results_are_cached_by_spec(autojump_clock: trio.testing.MockClock) -> None:
-    async with open_job_queue(tc.background(), limit=2, cache_size=1) as queue:
+async def test_results_are_cached_by_spec(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with open_job_queue(ctx, limit=2, cache_size=1) as queue:
         first = await queue.wait(queue.submit(spec(prompt="a")))
         again = queue.get(queue.submit(spec(prompt="a")))
         assert again.state == "done" and again.cached and again.outputs == first.outputs
@@ -363,9 +396,10 @@ async def test_results_are_cached_by_spec(autojump_clock: trio.testing.MockClock
 
 
 async def test_a_slow_subscriber_gets_coalesced_events(
+    ctx: tc.CancelContext,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with open_job_queue(tc.background(), limit=3) as queue:
+    async with open_job_queue(ctx, limit=3) as queue:
         with queue.subscribe() as events:
             ids = [queue.submit(spec(prompt=str(i), steps=50, step_seconds=0.1)) for i in range(3)]
             await queue.join()  # the queue never waited for the reader
@@ -379,9 +413,10 @@ async def test_a_slow_subscriber_gets_coalesced_events(
 
 
 async def test_one_job_stream_ends_after_its_final_state(
+    ctx: tc.CancelContext,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with open_job_queue(tc.background(), limit=1) as queue:
+    async with open_job_queue(ctx, limit=1) as queue:
         job_id = queue.submit(spec(steps=2))
         with queue.subscribe(job_id) as events:
             got = [(e.type, e.job.state, e.job.step) async for e in events]
@@ -391,7 +426,7 @@ async def test_one_job_stream_ends_after_its_final_state(
         assert queue.statistics().subscribers == 0
 
 
-async def test_bad_input_is_refused() -> None:
+async def test_bad_input_is_refused(ctx: tc.CancelContext) -> None:
     with pytest.raises(SpecError, match="`kind` must be one of"):
         JobSpec(kind="gpu", prompt="x")
     with pytest.raises(SpecError, match="`steps` must be positive"):
@@ -401,9 +436,9 @@ async def test_bad_input_is_refused() -> None:
     with pytest.raises(SpecError, match="prompt"):
         JobSpec.from_json({"kind": "async"})
     with pytest.raises(ValueError, match="`limit` must be an int >= 1"):
-        async with open_job_queue(tc.background(), limit=0):
+        async with open_job_queue(ctx, limit=0):
             pass
-    async with open_job_queue(tc.background(), limit=1) as queue:
+    async with open_job_queue(ctx, limit=1) as queue:
         with pytest.raises(UnknownJob):
             queue.get("job-99")
         with pytest.raises(ValueError, match="`mode` must be 'safe' or 'now'"):
@@ -415,8 +450,8 @@ async def test_bad_input_is_refused() -> None:
 # -- worker threads (real clock) --------------------------------------------------------------
 
 
-async def test_thread_job_safe_and_now_cancel() -> None:
-    async with open_job_queue(tc.background(), limit=2) as queue:
+async def test_thread_job_safe_and_now_cancel(ctx: tc.CancelContext) -> None:
+    async with open_job_queue(ctx, limit=2) as queue:
         safe = queue.submit(spec("thread", "safe", steps=1000, step_seconds=0.02))
         now = queue.submit(spec("thread", "now", steps=10, step_seconds=60))  # one long step
         await until(queue, safe, lambda j: j.step >= 2)
@@ -430,11 +465,12 @@ async def test_thread_job_safe_and_now_cancel() -> None:
     assert job_threads() == []
 
 
-async def test_thread_job_done_stalled_timed_out() -> None:
-    async with open_job_queue(tc.background(), limit=3) as queue:
+async def test_thread_job_done_stalled_timed_out(ctx: tc.CancelContext) -> None:
+    async with open_job_queue(ctx, limit=3) as queue:
         done = queue.submit(spec("thread", "d", steps=3, step_seconds=0.01))
-        stalled = queue.submit(spec("thread", "s", steps=3, step_seconds=0.01, hang_at=2),
-                               stall_timeout=0.3)
+        stalled = queue.submit(
+            spec("thread", "s", steps=3, step_seconds=0.01, hang_at=2), stall_timeout=0.3
+        )
         timed_out = queue.submit(spec("thread", "t", steps=1000, step_seconds=0.01), timeout=0.3)
     assert queue.get(done).state == "done"
     assert queue.get(done).outputs == tuple(output_for("d", k) for k in (1, 2, 3))
@@ -449,8 +485,8 @@ async def test_thread_job_done_stalled_timed_out() -> None:
 
 
 @needs_proc
-async def test_process_jobs_done_safe_now() -> None:
-    async with open_job_queue(tc.background(), limit=3, grace=5) as queue:
+async def test_process_jobs_done_safe_now(ctx: tc.CancelContext) -> None:
+    async with open_job_queue(ctx, limit=3, grace=5) as queue:
         done = queue.submit(spec("process", "d", steps=3, step_seconds=0.01))
         safe = queue.submit(spec("process", "safe", steps=1000, step_seconds=0.05))
         now = queue.submit(spec("process", "now", steps=10, step_seconds=60))
@@ -468,10 +504,11 @@ async def test_process_jobs_done_safe_now() -> None:
 
 
 @needs_proc
-async def test_a_stuck_worker_stalls_and_is_killed() -> None:
-    async with open_job_queue(tc.background(), limit=2, grace=0.2) as queue:
-        stalled = queue.submit(spec("process", "s", steps=5, step_seconds=0.01, hang_at=2),
-                               stall_timeout=1.0)
+async def test_a_stuck_worker_stalls_and_is_killed(ctx: tc.CancelContext) -> None:
+    async with open_job_queue(ctx, limit=2, grace=0.2) as queue:
+        stalled = queue.submit(
+            spec("process", "s", steps=5, step_seconds=0.01, hang_at=2), stall_timeout=1.0
+        )
         failing = queue.submit(spec("process", "f", steps=5, step_seconds=0.01, fail_at=2))
     s, f = queue.get(stalled), queue.get(failing)
     assert (s.state, s.step) == ("failed", 1)
@@ -482,29 +519,38 @@ async def test_a_stuck_worker_stalls_and_is_killed() -> None:
 
 
 @needs_proc
-async def test_the_worker_gets_the_jobs_deadline_and_stops_itself() -> None:
+async def test_the_worker_gets_the_jobs_deadline_and_stops_itself(ctx: tc.CancelContext) -> None:
     # The worker alone, with the environment a job's worker gets: it stops at the deadline.
-    ctx = tc.with_timeout(tc.background(), 1.0)
-    command = [sys.executable, str(WORKER), "--prompt", "x", "--steps", "1000",
-               "--step-seconds", "0.02"]
-    result = await tc.run_process(tc.background(), command, env=tc.environ_for(ctx),
-                                  propagate_deadline=False)
+    job = tc.with_timeout(ctx, 1.0)
+    command = [
+        sys.executable,
+        str(WORKER),
+        "--prompt",
+        "x",
+        "--steps",
+        "1000",
+        "--step-seconds",
+        "0.02",
+    ]
+    result = await tc.run_process(ctx, command, env=tc.environ_for(job), propagate_deadline=False)
     assert result.outcome == "exited" and result.returncode == 124
     assert b"deadline passed" in result.stderr
     assert 0.5 < result.duration < 3
     # And in the queue: a job with a timeout fails "timed out", however its worker stopped.
-    async with open_job_queue(tc.background(), limit=1) as queue:
+    async with open_job_queue(ctx, limit=1) as queue:
         job_id = queue.submit(spec("process", "t", steps=1000, step_seconds=0.02), timeout=1.0)
     assert (queue.get(job_id).reason or "").startswith("timed out after 1 s")
     assert child_pids() == set()
 
 
 @needs_proc
-async def test_destroy_leaves_no_task_thread_or_process() -> None:
+async def test_destroy_leaves_no_task_thread_or_process(ctx: tc.CancelContext) -> None:
     before = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
-    async with open_job_queue(tc.background(), limit=3, grace=0.5) as queue:
-        ids = [queue.submit(spec(kind, kind, steps=1000, step_seconds=0.05))
-               for kind in ("async", "thread", "process")]
+    async with open_job_queue(ctx, limit=3, grace=0.5) as queue:
+        ids = [
+            queue.submit(spec(kind, kind, steps=1000, step_seconds=0.05))
+            for kind in ("async", "thread", "process")
+        ]
         ids.append(queue.submit(spec("async", "queued")))
         for job_id in ids[:3]:
             await until(queue, job_id, lambda j: j.step >= 1)

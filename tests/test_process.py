@@ -7,6 +7,7 @@ and "nothing left behind" is checked in ``/proc`` (live members of the process g
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -71,8 +72,8 @@ class Lines:
         return [line for s, line in self.lines if s == stream]
 
 
-async def test_exit_code_and_output() -> None:
-    result = await run_process(tc.background(), ["sh", "-c", "echo out; echo err >&2; exit 3"])
+async def test_exit_code_and_output(ctx: tc.CancelContext) -> None:
+    result = await run_process(ctx, ["sh", "-c", "echo out; echo err >&2; exit 3"])
     assert result.returncode == 3
     assert result.signal is None
     assert result.outcome == "exited"
@@ -87,19 +88,19 @@ async def test_exit_code_and_output() -> None:
     assert_nothing_left(result)
 
 
-async def test_check_raises_process_failed() -> None:
+async def test_check_raises_process_failed(ctx: tc.CancelContext) -> None:
     with pytest.raises(ProcessFailed, match="exited with code 1") as info:
-        await run_process(tc.background(), ["false"], check=True)
+        await run_process(ctx, ["false"], check=True)
     assert info.value.result.returncode == 1
-    ok = await run_process(tc.background(), ["true"], check=True)
+    ok = await run_process(ctx, ["true"], check=True)
     assert ok.ok
 
 
-async def test_shell_env_and_cwd(tmp_path: Path) -> None:
+async def test_shell_env_and_cwd(ctx: tc.CancelContext, tmp_path: Path) -> None:
     os.environ["TC_TEST_REMOVED"] = "present"
     try:
         result = await run_process(
-            tc.background(),
+            ctx,
             'echo "$GREETING ${TC_TEST_REMOVED:-gone} $(pwd)"; echo "$PATH" | head -c 1',
             shell=True,
             env={"GREETING": "hi", "TC_TEST_REMOVED": None},
@@ -113,26 +114,26 @@ async def test_shell_env_and_cwd(tmp_path: Path) -> None:
     assert isinstance(result.args, str) and result.args.startswith('echo "$GREETING')
 
 
-async def test_missing_executable_names_the_argument() -> None:
+async def test_missing_executable_names_the_argument(ctx: tc.CancelContext) -> None:
     with pytest.raises(FileNotFoundError, match=r"`command` not found.*no-such-program-xyz"):
-        await run_process(tc.background(), ["no-such-program-xyz", "--help"])
+        await run_process(ctx, ["no-such-program-xyz", "--help"])
 
 
-async def test_bad_cwd_names_the_argument(tmp_path: Path) -> None:
+async def test_bad_cwd_names_the_argument(ctx: tc.CancelContext, tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError, match="`cwd` is not a directory"):
-        await run_process(tc.background(), ["true"], cwd=tmp_path / "missing")
+        await run_process(ctx, ["true"], cwd=tmp_path / "missing")
     a_file = tmp_path / "file"
     a_file.write_text("x")
     with pytest.raises(NotADirectoryError, match="`cwd`"):
-        await run_process(tc.background(), ["true"], cwd=a_file)
+        await run_process(ctx, ["true"], cwd=a_file)
 
 
-async def test_not_executable_names_the_argument(tmp_path: Path) -> None:
+async def test_not_executable_names_the_argument(ctx: tc.CancelContext, tmp_path: Path) -> None:
     script = tmp_path / "script.sh"
     script.write_text("#!/bin/sh\necho hi\n")
     script.chmod(0o644)
     with pytest.raises(PermissionError, match=r"`command`.*permission denied"):
-        await run_process(tc.background(), [str(script)])
+        await run_process(ctx, [str(script)])
 
 
 @pytest.mark.parametrize(
@@ -156,28 +157,28 @@ async def test_bad_arguments(kwargs: dict[str, object], error: type[Exception], 
         await run_process(tc.background(), **kwargs)  # type: ignore[arg-type]
 
 
-async def test_done_context_starts_nothing(tmp_path: Path) -> None:
-    ctx = tc.with_cancel(tc.background())
-    ctx.cancel()
+async def test_done_context_starts_nothing(ctx: tc.CancelContext, tmp_path: Path) -> None:
+    job = tc.with_cancel(ctx)
+    job.cancel()
     marker = tmp_path / "ran"
     with pytest.raises(tc.ContextCancelled):
-        await run_process(ctx, ["touch", str(marker)])
+        await run_process(job, ["touch", str(marker)])
     assert not marker.exists()
 
 
-async def test_cancel_sends_term_to_the_group_and_reports_the_cause() -> None:
-    ctx = tc.with_cancel(tc.background())
+async def test_cancel_sends_term_to_the_group_and_reports_the_cause(ctx: tc.CancelContext) -> None:
+    job = tc.with_cancel(ctx)
     lines = Lines()
     why = RuntimeError("user pressed stop")
     script = "trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.05; done"
 
     async def stop_when_ready() -> None:
         await lines.wait_for("ready")
-        ctx.cancel(why)
+        job.cancel(why)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stop_when_ready)
-        result = await run_process(ctx, ["sh", "-c", script], on_line=lines, grace=30)
+        result = await run_process(job, ["sh", "-c", script], on_line=lines, grace=30)
     assert result.outcome == "cancelled"
     assert result.cause is why
     assert result.returncode == 0
@@ -186,36 +187,36 @@ async def test_cancel_sends_term_to_the_group_and_reports_the_cause() -> None:
     assert_nothing_left(result)
 
 
-async def test_check_raises_the_context_error_when_stopped() -> None:
-    ctx = tc.with_cancel(tc.background())
+async def test_check_raises_the_context_error_when_stopped(ctx: tc.CancelContext) -> None:
+    job = tc.with_cancel(ctx)
     lines = Lines()
 
     async def stop_when_ready() -> None:
         await lines.wait_for("ready")
-        ctx.cancel(KeyError("stop"))
+        job.cancel(KeyError("stop"))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stop_when_ready)
         with pytest.raises(tc.ContextCancelled) as info:
             await run_process(
-                ctx, ["sh", "-c", "echo ready; exec sleep 60"], on_line=lines, check=True
+                job, ["sh", "-c", "echo ready; exec sleep 60"], on_line=lines, check=True
             )
     assert isinstance(info.value.__cause__, KeyError)
     assert any("was killed by SIGTERM (cancelled)" in note for note in info.value.__notes__)
 
 
-async def test_timeout_gives_timed_out() -> None:
+async def test_timeout_gives_timed_out(ctx: tc.CancelContext) -> None:
     lines = Lines()
-    ctx = tc.with_timeout(tc.background(), 0.5)
-    result = await run_process(ctx, ["sh", "-c", "echo ready; exec sleep 60"], on_line=lines)
+    step = tc.with_timeout(ctx, 0.5)
+    result = await run_process(step, ["sh", "-c", "echo ready; exec sleep 60"], on_line=lines)
     assert result.outcome == "timed_out"
     assert result.signal == signal.SIGTERM and result.returncode == -signal.SIGTERM
     assert isinstance(result.cause, tc.DeadlineExceeded)
     assert_nothing_left(result)
 
 
-async def test_grandchild_ignoring_term_is_killed_after_grace() -> None:
-    ctx = tc.with_cancel(tc.background())
+async def test_grandchild_ignoring_term_is_killed_after_grace(ctx: tc.CancelContext) -> None:
+    job = tc.with_cancel(ctx)
     lines = Lines()
     # The shell starts a grandchild that ignores SIGTERM (SIG_IGN survives exec) and holds
     # the pipes; the shell itself dies of SIGTERM.
@@ -223,12 +224,12 @@ async def test_grandchild_ignoring_term_is_killed_after_grace() -> None:
 
     async def stop_when_ready() -> None:
         await lines.wait_for("grandchild")
-        ctx.cancel()
+        job.cancel()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stop_when_ready)
         with trio.fail_after(20):
-            result = await run_process(ctx, ["sh", "-c", script], on_line=lines, grace=0.3)
+            result = await run_process(job, ["sh", "-c", script], on_line=lines, grace=0.3)
     grandchild = int((await lines.wait_for("grandchild")).split()[1])
     assert result.outcome == "killed"
     assert result.signal == signal.SIGTERM  # the leader obeyed; the group needed SIGKILL
@@ -238,10 +239,10 @@ async def test_grandchild_ignoring_term_is_killed_after_grace() -> None:
     assert grandchild not in live_members(result.pid)
 
 
-async def test_leader_exits_while_grandchild_holds_stdout() -> None:
+async def test_leader_exits_while_grandchild_holds_stdout(ctx: tc.CancelContext) -> None:
     with trio.fail_after(20):
         result = await run_process(
-            tc.background(), ["sh", "-c", "sleep 1000 & echo leader-done"], drain_timeout=0.2
+            ctx, ["sh", "-c", "sleep 1000 & echo leader-done"], drain_timeout=0.2
         )
     assert result.outcome == "exited" and result.returncode == 0
     assert result.stdout == b"leader-done\n"
@@ -249,46 +250,48 @@ async def test_leader_exits_while_grandchild_holds_stdout() -> None:
     assert_nothing_left(result)
 
 
-async def test_background_member_that_closed_the_pipes_is_killed_too() -> None:
+async def test_background_member_that_closed_the_pipes_is_killed_too(
+    ctx: tc.CancelContext,
+) -> None:
     script = "sleep 1000 </dev/null >/dev/null 2>&1 & echo $!"
     with trio.fail_after(20):
-        result = await run_process(tc.background(), ["sh", "-c", script], drain_timeout=0.2)
+        result = await run_process(ctx, ["sh", "-c", script], drain_timeout=0.2)
     assert result.outcome == "exited"
     assert result.stragglers_killed
     assert_nothing_left(result)
 
 
-async def test_flood_on_both_pipes_does_not_deadlock() -> None:
+async def test_flood_on_both_pipes_does_not_deadlock(ctx: tc.CancelContext) -> None:
     script = "head -c 100000000 /dev/zero & head -c 100000000 /dev/zero >&2; wait"
     with trio.fail_after(60):
-        result = await run_process(tc.background(), ["sh", "-c", script], max_output=4096)
+        result = await run_process(ctx, ["sh", "-c", script], max_output=4096)
     assert result.outcome == "exited" and result.returncode == 0
     assert result.stdout == result.stderr == b"\0" * 4096
     assert result.stdout_truncated and result.stderr_truncated
     assert_nothing_left(result)
 
 
-async def test_default_max_output_keeps_the_tail() -> None:
+async def test_default_max_output_keeps_the_tail(ctx: tc.CancelContext) -> None:
     script = "seq 1 300000"  # about 1.9 MB
-    result = await run_process(tc.background(), ["sh", "-c", script])
+    result = await run_process(ctx, ["sh", "-c", script])
     assert len(result.stdout) == 1 << 20
     assert result.stdout.endswith(b"299999\n300000\n")
     assert result.stdout_truncated and not result.stderr_truncated
 
 
-async def test_on_line_lines() -> None:
+async def test_on_line_lines(ctx: tc.CancelContext) -> None:
     lines = Lines()
     script = r"printf 'a\r\nb\n\377x\n'; printf 'err\n' >&2; printf 'no newline'"
-    result = await run_process(tc.background(), ["sh", "-c", script], on_line=lines)
+    result = await run_process(ctx, ["sh", "-c", script], on_line=lines)
     assert lines.text("stdout") == ["a", "b", "\ufffdx", "no newline"]
     assert lines.text("stderr") == ["err"]
     assert result.stdout == b"a\r\nb\n\377x\nno newline"
 
 
-async def test_on_line_splits_very_long_lines() -> None:
+async def test_on_line_splits_very_long_lines(ctx: tc.CancelContext) -> None:
     lines = Lines()
     await run_process(
-        tc.background(),
+        ctx,
         ["sh", "-c", "head -c 200000 /dev/zero | tr '\\0' a"],
         on_line=lines,
         capture=False,
@@ -297,25 +300,23 @@ async def test_on_line_splits_very_long_lines() -> None:
     assert sizes == [65536, 65536, 65536, 200000 - 3 * 65536]
 
 
-async def test_capture_false_keeps_nothing() -> None:
+async def test_capture_false_keeps_nothing(ctx: tc.CancelContext) -> None:
     lines = Lines()
-    result = await run_process(tc.background(), ["echo", "hi"], capture=False, on_line=lines)
+    result = await run_process(ctx, ["echo", "hi"], capture=False, on_line=lines)
     assert result.stdout == b""
     assert result.stdout_truncated  # output was produced but not kept
     assert lines.text() == ["hi"]
 
 
-async def test_on_line_error_kills_the_group_and_propagates() -> None:
+async def test_on_line_error_kills_the_group_and_propagates(ctx: tc.CancelContext) -> None:
     def explode(stream: str, line: str) -> None:
         raise LookupError(f"bad line {line!r}")
 
     with trio.fail_after(20), pytest.raises(LookupError, match="bad line 'ready'"):
-        await run_process(
-            tc.background(), ["sh", "-c", "echo ready; exec sleep 1000"], on_line=explode
-        )
+        await run_process(ctx, ["sh", "-c", "echo ready; exec sleep 1000"], on_line=explode)
 
 
-async def test_hard_context_kills_at_once() -> None:
+async def test_hard_context_kills_at_once(ctx: tc.CancelContext) -> None:
     hard = tc.with_cancel(tc.background())
     lines = Lines()
     why = RuntimeError("destroy()")
@@ -327,7 +328,7 @@ async def test_hard_context_kills_at_once() -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(destroy_when_ready)
         result = await run_process(
-            tc.background(), ["sh", "-c", "echo ready; exec sleep 1000"], on_line=lines, hard=hard
+            ctx, ["sh", "-c", "echo ready; exec sleep 1000"], on_line=lines, hard=hard
         )
     assert result.outcome == "killed"
     assert result.signal == signal.SIGKILL
@@ -335,25 +336,25 @@ async def test_hard_context_kills_at_once() -> None:
     assert_nothing_left(result)
 
 
-async def test_custom_term_signal() -> None:
-    ctx = tc.with_cancel(tc.background())
+async def test_custom_term_signal(ctx: tc.CancelContext) -> None:
+    job = tc.with_cancel(ctx)
     lines = Lines()
     script = "trap 'echo got-int; exit 5' INT; echo ready; while :; do sleep 0.05; done"
 
     async def stop_when_ready() -> None:
         await lines.wait_for("ready")
-        ctx.cancel()
+        job.cancel()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stop_when_ready)
         result = await run_process(
-            ctx, ["sh", "-c", script], on_line=lines, term_signal=signal.SIGINT
+            job, ["sh", "-c", script], on_line=lines, term_signal=signal.SIGINT
         )
     assert (result.outcome, result.returncode) == ("cancelled", 5)
     assert lines.text()[-1] == "got-int"
 
 
-async def test_outer_cancellation_stops_the_group_and_reraises() -> None:
+async def test_outer_cancellation_stops_the_group_and_reraises(ctx: tc.CancelContext) -> None:
     lines = Lines()
     script = "trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.05; done"
     with trio.CancelScope() as scope:
@@ -364,18 +365,18 @@ async def test_outer_cancellation_stops_the_group_and_reraises() -> None:
                 scope.cancel()
 
             nursery.start_soon(cancel_when_ready)
-            await run_process(tc.background(), ["sh", "-c", script], on_line=lines)
+            await run_process(ctx, ["sh", "-c", script], on_line=lines)
     assert scope.cancelled_caught
     assert lines.text() == ["ready", "got-term"]  # asked politely, output still drained
 
 
-async def test_inside_ctx_scope_raises_ctx_err_after_stopping() -> None:
-    ctx = tc.with_timeout(tc.background(), 0.3)
+async def test_inside_ctx_scope_raises_ctx_err_after_stopping(ctx: tc.CancelContext) -> None:
+    step = tc.with_timeout(ctx, 0.3)
     lines = Lines()
     script = "trap '' TERM; echo ready $$; exec sleep 1000"
     with trio.fail_after(20), pytest.raises(tc.DeadlineExceeded):
-        with ctx.scope():
-            await run_process(ctx, ["sh", "-c", script], on_line=lines, grace=0.2)
+        with step.scope():
+            await run_process(step, ["sh", "-c", script], on_line=lines, grace=0.2)
     pid = int(lines.text()[0].split()[1])
     # the group was killed and the leader reaped before the exception left run_process
     assert live_members(pid) == []
@@ -383,8 +384,8 @@ async def test_inside_ctx_scope_raises_ctx_err_after_stopping() -> None:
         os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 (WNOHANG: does not block)
 
 
-async def test_python_child_uses_sys_executable() -> None:
-    result = await run_process(tc.background(), [sys.executable, "-c", "print('py ok')"])
+async def test_python_child_uses_sys_executable(ctx: tc.CancelContext) -> None:
+    result = await run_process(ctx, [sys.executable, "-c", "print('py ok')"])
     assert result.stdout.strip() == b"py ok"
 
 
@@ -408,12 +409,12 @@ class TimedLines(Lines):
         super().__call__(stream, line)
 
 
-async def test_idle_stops_idle_limit_after_the_last_line() -> None:
+async def test_idle_stops_idle_limit_after_the_last_line(ctx: tc.CancelContext) -> None:
     lines = TimedLines()
     limit = 0.5
     with trio.fail_after(20):
         result = await run_process(
-            tc.background(), ["sh", "-c", PRINT_THEN_HANG], on_line=lines, idle_timeout=limit
+            ctx, ["sh", "-c", PRINT_THEN_HANG], on_line=lines, idle_timeout=limit
         )
     ended = trio.current_time()
     assert lines.text() == [f"line {i}" for i in range(1, 6)]
@@ -430,15 +431,13 @@ async def test_idle_stops_idle_limit_after_the_last_line() -> None:
     assert_nothing_left(result)
 
 
-async def test_idle_output_on_stderr_counts_as_progress() -> None:
+async def test_idle_output_on_stderr_counts_as_progress(ctx: tc.CancelContext) -> None:
     lines = TimedLines()
     script = (
         "echo start; for i in 1 2 3 4 5 6 7 8; do echo tick >&2; sleep 0.1; done; exec sleep 60"
     )
     with trio.fail_after(20):
-        result = await run_process(
-            tc.background(), ["sh", "-c", script], on_line=lines, idle_timeout=0.4
-        )
+        result = await run_process(ctx, ["sh", "-c", script], on_line=lines, idle_timeout=0.4)
     assert result.outcome == "idle"
     assert lines.text("stderr") == ["tick"] * 8  # stdout was silent for longer than 0.4 s
     assert result.stop_duration is not None
@@ -446,19 +445,21 @@ async def test_idle_output_on_stderr_counts_as_progress() -> None:
     assert_nothing_left(result)
 
 
-async def test_idle_limit_not_reached_exits_normally() -> None:
+async def test_idle_limit_not_reached_exits_normally(ctx: tc.CancelContext) -> None:
     script = "for i in 1 2 3 4 5 6; do echo $i; sleep 0.1; done"
-    result = await run_process(tc.background(), ["sh", "-c", script], idle_timeout=1.0)
+    result = await run_process(ctx, ["sh", "-c", script], idle_timeout=1.0)
     assert result.outcome == "exited" and result.ok and result.cause is None
     assert result.stop_duration is None
 
 
 @pytest.mark.parametrize("hard", [None, tc.background()], ids=["default-hard", "hard-never-ends"])
-async def test_idle_ignoring_term_is_killed_after_grace(hard: tc.Context | None) -> None:
+async def test_idle_ignoring_term_is_killed_after_grace(
+    ctx: tc.CancelContext, hard: tc.Context | None
+) -> None:
     lines = Lines()
     with trio.fail_after(20):
         result = await run_process(
-            tc.background(),
+            ctx,
             ["sh", "-c", "trap '' TERM; echo ready; exec sleep 60"],
             on_line=lines,
             idle_timeout=0.3,
@@ -472,20 +473,18 @@ async def test_idle_ignoring_term_is_killed_after_grace(hard: tc.Context | None)
     assert_nothing_left(result)
 
 
-async def test_earlier_ctx_deadline_wins_over_idle() -> None:
-    ctx = tc.with_timeout(tc.background(), 0.3)
-    result = await run_process(ctx, ["sh", "-c", "exec sleep 60"], idle_timeout=30)
+async def test_earlier_ctx_deadline_wins_over_idle(ctx: tc.CancelContext) -> None:
+    step = tc.with_timeout(ctx, 0.3)
+    result = await run_process(step, ["sh", "-c", "exec sleep 60"], idle_timeout=30)
     assert result.outcome == "timed_out"
     assert isinstance(result.cause, tc.DeadlineExceeded)
     assert not isinstance(result.cause, tc.IdleTimeout)
     assert_nothing_left(result)
 
 
-async def test_idle_with_check_raises_process_failed() -> None:
+async def test_idle_with_check_raises_process_failed(ctx: tc.CancelContext) -> None:
     with trio.fail_after(20), pytest.raises(ProcessFailed, match="idle: no output") as info:
-        await run_process(
-            tc.background(), ["sh", "-c", "echo hi; exec sleep 60"], idle_timeout=0.2, check=True
-        )
+        await run_process(ctx, ["sh", "-c", "echo hi; exec sleep 60"], idle_timeout=0.2, check=True)
     assert info.value.result.outcome == "idle"
 
 
@@ -513,34 +512,38 @@ PRINT_REMAINING = (
 )
 
 
-async def test_child_sees_the_remaining_time() -> None:
-    ctx = tc.with_timeout(tc.background(), 30)
+async def test_child_sees_the_remaining_time(ctx: tc.CancelContext) -> None:
+    step = tc.with_timeout(ctx, 30)
     seen: list[float] = []
 
     def on_line(stream: str, line: str) -> None:
-        seen.append(ctx.remaining())  # the parent's remaining time when the child spoke
+        seen.append(step.remaining())  # the parent's remaining time when the child spoke
 
-    result = await run_process(ctx, [sys.executable, "-c", PRINT_REMAINING], on_line=on_line)
+    result = await run_process(step, [sys.executable, "-c", PRINT_REMAINING], on_line=on_line)
     assert result.ok, result.stderr.decode()
     child_remaining = float(result.stdout.split()[0])
     assert abs(child_remaining - seen[0]) < 0.5
     assert child_remaining < 30
 
 
-async def test_no_deadline_removes_an_inherited_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.ctx_timeout(None)  # the point: a context without a deadline, whatever the default
+async def test_no_deadline_removes_an_inherited_variable(
+    ctx: tc.CancelContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(tc.DEADLINE_ENV_VAR, "1700000004.5;4.5")
-    result = await run_process(tc.background(), ["sh", "-c", 'echo "${TRIO_CONTEXT_DEADLINE:-}"'])
+    assert ctx.deadline == math.inf
+    result = await run_process(ctx, ["sh", "-c", 'echo "${TRIO_CONTEXT_DEADLINE:-}"'])
     assert result.stdout == b"\n"
 
 
-async def test_deadline_overrides_env_and_opt_out_keeps_it() -> None:
-    ctx = tc.with_timeout(tc.background(), 30)
+async def test_deadline_overrides_env_and_opt_out_keeps_it(ctx: tc.CancelContext) -> None:
+    step = tc.with_timeout(ctx, 30)
     cmd = ["sh", "-c", 'echo "$TRIO_CONTEXT_DEADLINE"']
     given = {tc.DEADLINE_ENV_VAR: "1700000004.5;4.5"}
-    propagated = await run_process(ctx, cmd, env=given)
+    propagated = await run_process(step, cmd, env=given)
     _, remaining = propagated.stdout.decode().strip().split(";")
     assert 29 < float(remaining) <= 30
-    kept = await run_process(ctx, cmd, env=given, propagate_deadline=False)
+    kept = await run_process(step, cmd, env=given, propagate_deadline=False)
     assert kept.stdout == b"1700000004.5;4.5\n"
 
 
@@ -555,9 +558,11 @@ NESTED = (
 
 
 @pytest.mark.parametrize(("own", "low", "high"), [(100.0, 15.0, 20.0), (3.0, 1.0, 3.0)])
-async def test_grandchild_sees_the_min(own: float, low: float, high: float) -> None:
-    ctx = tc.with_timeout(tc.background(), 20)
-    result = await run_process(ctx, [sys.executable, "-c", NESTED, str(own), PRINT_REMAINING])
+async def test_grandchild_sees_the_min(
+    ctx: tc.CancelContext, own: float, low: float, high: float
+) -> None:
+    step = tc.with_timeout(ctx, 20)
+    result = await run_process(step, [sys.executable, "-c", NESTED, str(own), PRINT_REMAINING])
     assert result.ok, result.stderr.decode()
     assert low < float(result.stdout.split()[0]) <= high
 
@@ -565,32 +570,30 @@ async def test_grandchild_sees_the_min(own: float, low: float, high: float) -> N
 # -- nursery.start: the pid while it runs --------------------------------------------------------
 
 
-async def test_nursery_start_gives_a_handle_while_it_runs() -> None:
-    ctx = tc.with_cancel(tc.background())
+async def test_nursery_start_gives_a_handle_while_it_runs(ctx: tc.CancelContext) -> None:
+    job = tc.with_cancel(ctx)
     async with trio.open_nursery() as nursery:
-        handle = await nursery.start(run_process, ctx, ["sh", "-c", "exec sleep 60"])
+        handle = await nursery.start(run_process, job, ["sh", "-c", "exec sleep 60"])
         assert isinstance(handle, tc.ProcessHandle)
         assert handle.args == ("sh", "-c", "exec sleep 60")
         assert handle.running and handle.returncode is None
         assert os.getpgid(handle.pid) == handle.pid  # it leads its own group
         assert live_members(handle.pid) == [handle.pid]
         assert f"pid {handle.pid}, running" in repr(handle)
-        ctx.cancel()
+        job.cancel()
     assert not handle.running
     assert handle.returncode == -signal.SIGTERM
     handle.send_signal(signal.SIGTERM)  # reaped: ignored, never sent to a reused id
 
 
-async def test_task_status_passed_on_gives_handle_and_result() -> None:
+async def test_task_status_passed_on_gives_handle_and_result(ctx: tc.CancelContext) -> None:
     lines = Lines()
     script = "trap 'echo got-usr1; exit 0' USR1; echo ready; while :; do sleep 0.05; done"
     results: list[ProcessResult] = []
 
     async def job(*, task_status: trio.TaskStatus[tc.ProcessHandle]) -> None:
         results.append(
-            await run_process(
-                tc.background(), ["sh", "-c", script], on_line=lines, task_status=task_status
-            )
+            await run_process(ctx, ["sh", "-c", script], on_line=lines, task_status=task_status)
         )
 
     with trio.fail_after(20):
@@ -607,11 +610,11 @@ async def test_task_status_passed_on_gives_handle_and_result() -> None:
     assert_nothing_left(result)
 
 
-async def test_nursery_start_raises_when_nothing_starts() -> None:
-    ctx = tc.with_cancel(tc.background())
-    ctx.cancel()
+async def test_nursery_start_raises_when_nothing_starts(ctx: tc.CancelContext) -> None:
+    job = tc.with_cancel(ctx)
+    job.cancel()
     async with trio.open_nursery() as nursery:
         with pytest.raises(tc.ContextCancelled):
-            await nursery.start(run_process, ctx, ["true"])
+            await nursery.start(run_process, job, ["true"])
         with pytest.raises(FileNotFoundError):
-            await nursery.start(run_process, tc.background(), ["no-such-program-xyz"])
+            await nursery.start(run_process, ctx, ["no-such-program-xyz"])

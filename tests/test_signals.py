@@ -72,16 +72,21 @@ async def test_sigterm_then_sigint() -> None:
 async def test_third_signal_is_keyboard_interrupt() -> None:
     lines, code = await run_child(
         "third",
-        sends={"ready": signal.SIGINT, "cleanup-start": signal.SIGINT,
-               "waiting-third": signal.SIGINT},
+        sends={
+            "ready": signal.SIGINT,
+            "cleanup-start": signal.SIGINT,
+            "waiting-third": signal.SIGINT,
+        },
     )
     assert lines[-2:] == ["waiting-third", "keyboard-interrupt"]
     assert code == -signal.SIGINT  # Python dies of SIGINT after an uncaught KeyboardInterrupt
 
 
-async def test_in_process_soft_hard_and_restore(autojump_clock: trio.testing.MockClock) -> None:
+async def test_in_process_soft_hard_and_restore(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
     before = signal.getsignal(signal.SIGUSR1)
-    async with open_signal_context(tc.background(), signals=[signal.SIGUSR1]) as soft:
+    async with open_signal_context(ctx, signals=[signal.SIGUSR1]) as soft:
         hard = hard_context(soft)
         assert hard is not None and hard is not soft
         assert signal.getsignal(signal.SIGUSR1) is not before
@@ -99,8 +104,8 @@ async def test_in_process_soft_hard_and_restore(autojump_clock: trio.testing.Moc
     assert signal.getsignal(signal.SIGUSR1) is before
 
 
-async def test_exit_cancels_both_contexts() -> None:
-    async with open_signal_context(tc.background(), signals=[signal.SIGUSR2]) as soft:
+async def test_exit_cancels_both_contexts(ctx: tc.CancelContext) -> None:
+    async with open_signal_context(ctx, signals=[signal.SIGUSR2]) as soft:
         hard = hard_context(soft)
         assert not soft.done.is_set()
     assert soft.done.is_set()
@@ -108,8 +113,8 @@ async def test_exit_cancels_both_contexts() -> None:
     assert soft.cause is soft.err  # no signal: a plain cancel
 
 
-async def test_parent_cancellation_flows_through() -> None:
-    parent = tc.with_cancel(tc.background())
+async def test_parent_cancellation_flows_through(ctx: tc.CancelContext) -> None:
+    parent = tc.with_cancel(ctx)
     async with open_signal_context(parent, signals=[signal.SIGUSR2]) as soft:
         parent.cancel()
         assert soft.done.is_set()

@@ -16,8 +16,10 @@ from trio_context._stops import cleanup, hard_context, with_grace
 KEY = object()
 
 
-async def test_with_grace_ends_seconds_after_soft(autojump_clock: trio.testing.MockClock) -> None:
-    soft = tc.with_cancel(tc.background())
+async def test_with_grace_ends_seconds_after_soft(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
+    soft = tc.with_cancel(ctx)
     hard = with_grace(soft, 5)
     await trio.sleep(100)
     assert not hard.done.is_set()
@@ -31,9 +33,11 @@ async def test_with_grace_ends_seconds_after_soft(autojump_clock: trio.testing.M
     assert hard.cause is why
 
 
-async def test_with_grace_after_a_soft_deadline(autojump_clock: trio.testing.MockClock) -> None:
+async def test_with_grace_after_a_soft_deadline(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
     start = trio.current_time()
-    soft = tc.with_timeout(tc.background(), 3)
+    soft = tc.with_timeout(ctx, 3)
     hard = with_grace(soft, 2)
     with hard.move_on():
         await trio.sleep_forever()
@@ -43,9 +47,9 @@ async def test_with_grace_after_a_soft_deadline(autojump_clock: trio.testing.Moc
 
 
 async def test_with_grace_keeps_values_and_ignores_soft_until_grace(
-    autojump_clock: trio.testing.MockClock,
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
 ) -> None:
-    parent = tc.with_cancel(tc.background())
+    parent = tc.with_cancel(ctx)
     soft = tc.with_value(parent, KEY, "job-7")
     hard = with_grace(soft, 10)
     assert hard.value(KEY) == "job-7"
@@ -57,8 +61,10 @@ async def test_with_grace_keeps_values_and_ignores_soft_until_grace(
     assert hard.done.is_set()
 
 
-async def test_with_grace_zero_follows_soft_at_once(autojump_clock: trio.testing.MockClock) -> None:
-    soft = tc.with_cancel(tc.background())
+async def test_with_grace_zero_follows_soft_at_once(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
+    soft = tc.with_cancel(ctx)
     hard = with_grace(soft, 0)
     start = trio.current_time()
     why = RuntimeError("stop")
@@ -68,8 +74,10 @@ async def test_with_grace_zero_follows_soft_at_once(autojump_clock: trio.testing
     assert hard.cause is why
 
 
-async def test_with_grace_already_done_soft(autojump_clock: trio.testing.MockClock) -> None:
-    soft = tc.with_cancel(tc.background())
+async def test_with_grace_already_done_soft(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
+    soft = tc.with_cancel(ctx)
     soft.cancel()
     start = trio.current_time()
     hard = with_grace(soft, 4)
@@ -78,9 +86,9 @@ async def test_with_grace_already_done_soft(autojump_clock: trio.testing.MockClo
 
 
 async def test_with_grace_infinite_waits_for_explicit_cancel(
-    autojump_clock: trio.testing.MockClock,
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
 ) -> None:
-    soft = tc.with_cancel(tc.background())
+    soft = tc.with_cancel(ctx)
     hard = with_grace(soft, math.inf)
     soft.cancel()
     await trio.sleep(80_000)
@@ -90,9 +98,9 @@ async def test_with_grace_infinite_waits_for_explicit_cancel(
 
 
 async def test_cancelling_hard_early_stops_the_grace_timer(
-    autojump_clock: trio.testing.MockClock,
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
 ) -> None:
-    soft = tc.with_cancel(tc.background())
+    soft = tc.with_cancel(ctx)
     hard = with_grace(soft, 1)
     hard.cancel()
     soft.cancel()
@@ -102,8 +110,12 @@ async def test_cancelling_hard_early_stops_the_grace_timer(
 
 @pytest.mark.parametrize(
     ("seconds", "error", "match"),
-    [(-1, ValueError, "`seconds` must be non-negative"), (math.nan, ValueError, "`seconds`"),
-     ("5", TypeError, "`seconds` must be a number"), (True, TypeError, "`seconds`")],
+    [
+        (-1, ValueError, "`seconds` must be non-negative"),
+        (math.nan, ValueError, "`seconds`"),
+        ("5", TypeError, "`seconds` must be a number"),
+        (True, TypeError, "`seconds`"),
+    ],
 )
 async def test_with_grace_rejects_bad_seconds(
     seconds: object, error: type[Exception], match: str
@@ -127,19 +139,19 @@ async def test_with_grace_and_cleanup_reject_non_contexts() -> None:
 
 
 async def test_cleanup_runs_after_cancel_and_is_cut_at_its_own_deadline(
-    autojump_clock: trio.testing.MockClock,
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
 ) -> None:
-    job = tc.with_cancel(tc.background())
-    ctx = tc.with_value(job, KEY, "job-1")
+    job = tc.with_cancel(ctx)
+    jctx = tc.with_value(job, KEY, "job-1")
     steps: list[str] = []
     with pytest.raises(tc.ContextCancelled):
         try:
-            with ctx.scope():
+            with jctx.scope():
                 job.cancel()
                 await trio.sleep_forever()
         finally:
             start = trio.current_time()
-            cctx = cleanup(ctx, 10)
+            cctx = cleanup(jctx, 10)
             assert cctx.value(KEY) == "job-1"
             assert not cctx.done.is_set()
             with pytest.raises(tc.DeadlineExceeded):
@@ -153,9 +165,11 @@ async def test_cleanup_runs_after_cancel_and_is_cut_at_its_own_deadline(
     assert steps == ["upload", "uploaded"]
 
 
-async def test_cleanup_zero_and_infinite_budget(autojump_clock: trio.testing.MockClock) -> None:
-    assert cleanup(tc.background(), 0).done.is_set()
-    forever = cleanup(tc.background(), math.inf)
+async def test_cleanup_zero_and_infinite_budget(
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
+) -> None:
+    assert cleanup(ctx, 0).done.is_set()
+    forever = cleanup(ctx, math.inf)
     assert forever.deadline == math.inf
     await trio.sleep(80_000)
     assert not forever.done.is_set()
@@ -168,15 +182,15 @@ async def test_hard_context_outside_a_signal_context_is_none() -> None:
 
 
 async def test_forced_stop_reaches_grace_and_cleanup_at_once(
-    autojump_clock: trio.testing.MockClock,
+    ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
 ) -> None:
-    async with open_signal_context(tc.background(), signals=(signal.SIGUSR1,)) as soft:
-        ctx = tc.with_value(soft, KEY, "below the twin")
-        hard = hard_context(ctx)
+    async with open_signal_context(ctx, signals=(signal.SIGUSR1,)) as soft:
+        below = tc.with_value(soft, KEY, "below the twin")
+        hard = hard_context(below)
         assert hard is not None
         assert hard_context(soft) is hard
-        graced = with_grace(ctx, 100)
-        cctx = cleanup(ctx, 100)
+        graced = with_grace(below, 100)
+        cctx = cleanup(below, 100)
         # values set below the hard twin are kept (docs/internals.md deviation, see _stops.py)
         assert graced.value(KEY) == cctx.value(KEY) == "below the twin"
 
@@ -191,5 +205,5 @@ async def test_forced_stop_reaches_grace_and_cleanup_at_once(
         assert isinstance(cctx.cause, SignalReceived) and cctx.cause.forced
         assert isinstance(graced.cause, SignalReceived) and graced.cause.forced
         # made after the forced stop: done at once
-        assert cleanup(ctx, 100).done.is_set()
-        assert with_grace(ctx, 100).done.is_set()
+        assert cleanup(below, 100).done.is_set()
+        assert with_grace(below, 100).done.is_set()
