@@ -151,7 +151,7 @@ class CancelContext(Context):
             raise RuntimeError(
                 f"{self._label()} is already entered; use ctx.scope() for concurrent blocks"
             )
-        binding = _Binding(self, bind=True, swallow=False)
+        binding = _Binding(self, True, False)  # bind current(), raise err
         binding.__enter__()
         self._with_binding = binding
         return self

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from ._common import _lock
+from ._common import _INF, _lock
 
 if TYPE_CHECKING:
     from ._base import Context
@@ -47,7 +47,7 @@ class Done:
         if src is not None and src._poll() is not None:
             await trio.lowlevel.checkpoint()
             return
-        with _Binding(self._ctx, bind=False, swallow=True):
+        with _Binding(self._ctx, False, True):  # current() unchanged, swallow
             await trio.sleep_forever()
 
     def __repr__(self) -> str:
@@ -55,12 +55,15 @@ class Done:
 
 
 class _Binding:
-    """What ``ctx.scope()`` returns: a trio ``CancelScope`` tied to the context for one ``with``."""
+    """What ``ctx.scope()`` returns: a trio ``CancelScope`` tied to the context for one ``with``.
 
-    __slots__ = ("_bind", "_cs", "_ctx", "_swallow", "_var_token")
+    A hot path (``benchmarks/core.py`` holds it to 1.3x a bare trio scope): keep it lean."""
 
-    def __init__(self, ctx: Context, *, bind: bool, swallow: bool) -> None:
+    __slots__ = ("_bind", "_cs", "_ctx", "_src", "_swallow", "_var_token")
+
+    def __init__(self, ctx: Context, bind: bool, swallow: bool) -> None:
         self._ctx = ctx
+        self._src = ctx._canceller()
         self._bind = bind
         self._swallow = swallow
         self._cs: trio.CancelScope | None = None
@@ -71,7 +74,7 @@ class _Binding:
             raise RuntimeError(
                 "this scope() was already entered; call ctx.scope() again for each 'with'"
             )
-        src = self._ctx._canceller()
+        src = self._src
         if src is None:
             cs = trio.CancelScope()
         else:
@@ -79,7 +82,9 @@ class _Binding:
                 token = trio.lowlevel.current_trio_token()
             except RuntimeError:
                 raise RuntimeError("ctx.scope() must be used inside a running trio loop") from None
-            cs = trio.CancelScope(deadline=src._scope_deadline())
+            deadline = src._scope_deadline()
+            # Passing deadline= costs trio as much again as the scope itself: only when needed.
+            cs = trio.CancelScope() if deadline == _INF else trio.CancelScope(deadline=deadline)
             scopes = src._scopes
             if scopes is None:
                 with _lock:
@@ -103,7 +108,7 @@ class _Binding:
     ) -> bool:
         cs = self._cs
         assert cs is not None, "scope() exited without being entered"
-        src = self._ctx._canceller()
+        src = self._src
         try:
             suppressed = cs.__exit__(etype, exc, tb)
         finally:
