@@ -588,3 +588,9 @@ def test_done_context_still_lists_its_without_cancel_children() -> None:
 async def test_cancel_at_checks_cause() -> None:
     with pytest.raises(TypeError, match="`cause` must be an exception"):
         tc.with_cancel(tc.background()).cancel_at(1.0, cause="late")  # type: ignore[arg-type]
+
+
+def test_roots_keep_no_list_of_children() -> None:
+    top = tc.with_cancel(tc.background())
+    assert tc.background().children() == [] and tc.todo().children() == []
+    assert tc.with_cancel(top) in top.children()

@@ -169,7 +169,9 @@ class Context:
 
     def children(self) -> list[Context]:
         """The live contexts derived directly from this one (not done, not garbage). A done
-        context still lists its live :func:`without_cancel` children, which outlive it."""
+        context still lists its live :func:`without_cancel` children, which outlive it. The
+        roots, :func:`background` and :func:`todo`, keep no list: every top-level context of
+        the process would be on it."""
         kids = self._children
         if not kids:
             return []
@@ -238,6 +240,8 @@ class Context:
     # -- tree plumbing ----------------------------------------------------------------------
 
     def _add_child(self, child: Context) -> None:
+        if self._parent is None:
+            return  # a root: it would list every top-level context of the process
         kids = self._children
         if kids is None:
             with _lock:

@@ -44,9 +44,11 @@ class Done:
             trio.Cancelled: when the *calling* code is cancelled while waiting.
         """
         src = self._ctx._canceller()
-        if src is not None and src._poll() is not None:
+        if src is not None and src._err is not None:
             await trio.lowlevel.checkpoint()
             return
+        # A deadline that is already due needs no clock read here: the bound scope below is
+        # born cancelled, and its exit settles the context.
         with _Binding(self._ctx, False, True):  # current() unchanged, swallow
             await trio.sleep_forever()
 

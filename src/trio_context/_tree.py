@@ -66,7 +66,7 @@ def dump(ctx: Context) -> dict[str, Any]:
 
     Idempotent, safe from any thread::
 
-        json.dumps(tc.dump(tc.background()))
+        json.dumps(tc.dump(job_ctx))
 
     Raises:
         TypeError: ``ctx`` is not a context.
