@@ -266,40 +266,46 @@ def _finish_tree(
     scopes: list[tuple[trio.CancelScope, trio.lowlevel.TrioToken]] = []
     callbacks: list[_AfterFunc] = []
     stack: list[_Item] = [(root, err, cause, origin, when)]
-    while stack:
-        node, err, cause, origin, when = stack.pop()
-        if not isinstance(node, CancelContext):
-            if node._shared is None:  # without_cancel(): cancellation stops here
-                continue
-        else:
-            if node is not root:
-                expired = node._expired_before(when)
-                if expired is not None:
-                    when, own_cause = expired
-                    err, cause = _deadline_err(node, own_cause)
-                    origin = _Origin(node, "deadline", "deadline", when)
-            with _lock:
-                if node._err is not None:
-                    if node is root:
-                        return False
+    # One hold of the (global) lock for the whole walk: the marking is atomic for every node
+    # at once, and nothing a user wrote runs under it (scopes and after-funcs are served after).
+    with _lock:
+        if root._err is not None:
+            return False
+        while stack:
+            node, err, cause, origin, when = stack.pop()
+            if not isinstance(node, CancelContext):
+                if node._shared is None:  # without_cancel(): cancellation stops here
                     continue
+            else:
+                if node._err is not None:
+                    continue  # already done: so is its subtree
+                if node is not root:
+                    expired = node._expired_before(when)
+                    if expired is not None:
+                        when, own_cause = expired
+                        err, cause = _deadline_err(node, own_cause)
+                        origin = _Origin(node, "deadline", "deadline", when)
                 node._err = err
                 node._cause = cause
                 node._origin = origin
-                after, node._after = node._after, None
-            if node._scopes:
-                scopes.extend(node._scopes.copy().items())
-            if after:
-                callbacks.extend(after)
-        kids = node._children
-        if kids:
-            for key, ref in list(kids.items()):
-                child = ref()
-                if child is None or isinstance(child, CancelContext) or child._shared is not None:
-                    kids.pop(key, None)  # no longer a live child (a concurrent detach may race)
-                    if child is not None:
-                        stack.append((child, err, cause, origin, when))
-                # without_cancel() children stay: they outlive this node's cancellation
+                if node._scopes:
+                    scopes.extend(node._scopes.items())
+                if node._after:
+                    callbacks.extend(node._after)
+                node._after = None
+            kids = node._children
+            if kids:
+                for key, ref in list(kids.items()):
+                    child = ref()
+                    if (
+                        child is None
+                        or isinstance(child, CancelContext)
+                        or child._shared is not None
+                    ):
+                        kids.pop(key, None)  # no longer a live child (a detach may race)
+                        if child is not None:
+                            stack.append((child, err, cause, origin, when))
+                    # without_cancel() children stay: they outlive this node's cancellation
     for cs, token in scopes:
         if token is here:
             cs.cancel()
