@@ -302,27 +302,16 @@ async def run_process(
             idle_cause = IdleTimeout(idle_timeout)
             idle = with_idle_timeout(ctx, idle_timeout, cause=idle_cause)
         try:
-            if isinstance(args, str):
-                proc = await trio.lowlevel.open_process(
-                    args,
-                    shell=True,
-                    stdin=subprocess.DEVNULL,
-                    stdout=pipe,
-                    stderr=pipe,
-                    start_new_session=True,
-                    cwd=workdir,
-                    env=merged_env,
-                )
-            else:
-                proc = await trio.lowlevel.open_process(
-                    args,
-                    stdin=subprocess.DEVNULL,
-                    stdout=pipe,
-                    stderr=pipe,
-                    start_new_session=True,
-                    cwd=workdir,
-                    env=merged_env,
-                )
+            proc = await trio.lowlevel.open_process(
+                args,
+                shell=isinstance(args, str),
+                stdin=subprocess.DEVNULL,
+                stdout=pipe,
+                stderr=pipe,
+                start_new_session=True,
+                cwd=workdir,
+                env=merged_env,
+            )
         except OSError as exc:
             raise start_error(exc, program, workdir) from exc
         run = Supervisor(

@@ -31,10 +31,8 @@ from __future__ import annotations
 import math
 from typing import Final, final
 
-import trio
-
 from ._base import check_parent
-from ._common import check_seconds
+from ._common import check_seconds, clock_for
 from ._context import (
     CancelContext,
     Context,
@@ -69,15 +67,6 @@ def hard_context(ctx: Context) -> Context | None:
     """
     found = ctx.value(HARD_KEY)
     return found if isinstance(found, Context) else None
-
-
-def _require_trio(name: str) -> None:
-    try:
-        trio.lowlevel.current_trio_token()
-    except RuntimeError:
-        raise RuntimeError(
-            f"{name}() needs a running trio loop (deadlines are on trio's clock)"
-        ) from None
 
 
 def _detached(ctx: Context) -> CancelContext:
@@ -118,7 +107,7 @@ def with_grace(soft: Context, seconds: float) -> CancelContext:
     """
     check_parent(soft, "soft")
     grace = check_seconds(seconds, "seconds")
-    _require_trio("with_grace")
+    clock_for("with_grace()")
     hard = _detached(soft)
 
     def start_grace() -> None:
@@ -149,7 +138,7 @@ def cleanup(ctx: Context, timeout: float) -> CancelContext:
     """
     check_parent(ctx, "ctx")
     budget = check_seconds(timeout, "timeout")
-    _require_trio("cleanup")
+    clock_for("cleanup()")
     result = _detached(ctx)
     result.cancel_after(budget)
     return result
