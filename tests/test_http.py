@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 import trio_context as tc
-from trio_context._http import ContextMiddleware, httpx_transport
+from trio_context.propagation import ContextMiddleware, httpx_transport
 
 Message = dict[str, Any]
 
@@ -375,6 +375,6 @@ def test_package_works_without_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "httpx", None)  # makes `import httpx` fail
-    monkeypatch.delitem(sys.modules, "trio_context._httpx", raising=False)
+    monkeypatch.delitem(sys.modules, "trio_context.propagation._httpx", raising=False)
     with pytest.raises(ImportError, match=r"pip install trio-context\[httpx\]"):
         tc.httpx_transport()

@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 import trio_context as tc
-from trio_context.pytest_plugin import CancelFromThread
+from trio_context.testing import CancelFromThread
 
 pytestmark = pytest.mark.skipif(
     "not (config.pluginmanager.has_plugin('trio_context') "

@@ -19,7 +19,7 @@ import pytest
 import trio
 
 import trio_context as tc
-from trio_context._process import ProcessFailed, ProcessResult, run_process
+from trio_context import ProcessFailed, ProcessResult, run_process
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc")
 

@@ -15,7 +15,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import trio_context as tc
-from trio_context._propagation import (
+from trio_context.propagation import (
     DEADLINE_ENV_VAR,
     encode_baggage,
     encode_grpc_timeout,

@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 import trio_context as tc
-from trio_context.pytest_plugin import advance_to_deadline, cancel_from_thread
+from trio_context.testing import advance_to_deadline, cancel_from_thread
 
 pytest_plugins = ["pytester"]
 

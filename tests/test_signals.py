@@ -18,9 +18,7 @@ import trio
 import trio.testing
 
 import trio_context as tc
-from trio_context._process import run_process
-from trio_context._signals import SignalReceived, open_signal_context
-from trio_context._stops import hard_context
+from trio_context import SignalReceived, hard_context, open_signal_context, run_process
 
 CHILD = Path(__file__).parent / "programs" / "signal_child.py"
 

@@ -10,8 +10,7 @@ import trio
 import trio.testing
 
 import trio_context as tc
-from trio_context._signals import SignalReceived, open_signal_context
-from trio_context._stops import cleanup, hard_context, with_grace
+from trio_context import SignalReceived, cleanup, hard_context, open_signal_context, with_grace
 
 KEY = object()
 

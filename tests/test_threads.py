@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 import trio_context as tc
-from trio_context._threads import to_thread
+from trio_context import to_thread
 
 KEY = object()
 

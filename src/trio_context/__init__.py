@@ -3,55 +3,67 @@ travel with the work, so that nothing it started outlives it.
 
 Start from :func:`background`, derive with :func:`with_cancel`, :func:`with_timeout`,
 :func:`with_deadline`, :func:`with_value` and :func:`without_cancel`, and run work inside
-``with ctx.scope():``. See the README for the rules and the toolkit.
+``with ctx.scope():``. The rules for callers are in ``trio_context._core._constructors``'s
+docstring and the documentation.
+
+The layers, each importing only those below it: the core (contexts, scopes, deadlines,
+after-funcs, idle contexts), :mod:`trio_context.propagation` (wire codecs, HTTP), the toolkit
+(groups, race, threads, processes, stops, signals, the tree dump), :mod:`trio_context.testing`
+and the pytest plugin.
 """
 
-from ._context import CancelContext as CancelContext
-from ._context import Context as Context
-from ._context import Done as Done
-from ._context import after_func as after_func
-from ._context import background as background
-from ._context import cause as cause
-from ._context import current as current
-from ._context import todo as todo
-from ._context import with_cancel as with_cancel
-from ._context import with_deadline as with_deadline
-from ._context import with_timeout as with_timeout
-from ._context import with_value as with_value
-from ._context import without_cancel as without_cancel
-from ._errors import ContextCancelled as ContextCancelled
-from ._errors import ContextError as ContextError
-from ._errors import DeadlineExceeded as DeadlineExceeded
+from . import propagation as propagation
+from ._core import CancelContext as CancelContext
+from ._core import Context as Context
+from ._core import ContextCancelled as ContextCancelled
+from ._core import ContextError as ContextError
+from ._core import DeadlineExceeded as DeadlineExceeded
+from ._core import Done as Done
+from ._core import IdleContext as IdleContext
+from ._core import IdleTimeout as IdleTimeout
+from ._core import after_func as after_func
+from ._core import background as background
+from ._core import cause as cause
+from ._core import current as current
+from ._core import todo as todo
+from ._core import with_cancel as with_cancel
+from ._core import with_deadline as with_deadline
+from ._core import with_idle_timeout as with_idle_timeout
+from ._core import with_timeout as with_timeout
+from ._core import with_value as with_value
+from ._core import without_cancel as without_cancel
 from ._group import GroupStatistics as GroupStatistics
+from ._group import StuckTaskError as StuckTaskError
 from ._group import TaskGroup as TaskGroup
 from ._group import open_group as open_group
-from ._http import GRPC_TIMEOUT_HEADER as GRPC_TIMEOUT_HEADER
-from ._http import TIMEOUT_MS_HEADER as TIMEOUT_MS_HEADER
-from ._http import ContextMiddleware as ContextMiddleware
-from ._http import httpx_transport as httpx_transport
-from ._idle import IdleContext as IdleContext
-from ._idle import IdleTimeout as IdleTimeout
-from ._idle import with_idle_timeout as with_idle_timeout
+from ._meta import fixup_module_metadata
 from ._process import ProcessFailed as ProcessFailed
 from ._process import ProcessHandle as ProcessHandle
 from ._process import ProcessResult as ProcessResult
 from ._process import run_process as run_process
-from ._propagation import DEADLINE_ENV_VAR as DEADLINE_ENV_VAR
-from ._propagation import encode_baggage as encode_baggage
-from ._propagation import encode_grpc_timeout as encode_grpc_timeout
-from ._propagation import encode_timeout_ms as encode_timeout_ms
-from ._propagation import environ_for as environ_for
-from ._propagation import from_environ as from_environ
-from ._propagation import parse_baggage as parse_baggage
-from ._propagation import parse_grpc_timeout as parse_grpc_timeout
-from ._propagation import parse_timeout_ms as parse_timeout_ms
 from ._race import race as race
 from ._signals import SignalReceived as SignalReceived
 from ._signals import open_signal_context as open_signal_context
 from ._stops import cleanup as cleanup
 from ._stops import hard_context as hard_context
 from ._stops import with_grace as with_grace
-from ._stuck import StuckTaskError as StuckTaskError
 from ._threads import to_thread as to_thread
 from ._tree import dump as dump
 from ._tree import format_tree as format_tree
+from .propagation import DEADLINE_ENV_VAR as DEADLINE_ENV_VAR
+from .propagation import GRPC_TIMEOUT_HEADER as GRPC_TIMEOUT_HEADER
+from .propagation import TIMEOUT_MS_HEADER as TIMEOUT_MS_HEADER
+from .propagation import ContextMiddleware as ContextMiddleware
+from .propagation import encode_baggage as encode_baggage
+from .propagation import encode_grpc_timeout as encode_grpc_timeout
+from .propagation import encode_timeout_ms as encode_timeout_ms
+from .propagation import environ_for as environ_for
+from .propagation import from_environ as from_environ
+from .propagation import httpx_transport as httpx_transport
+from .propagation import parse_baggage as parse_baggage
+from .propagation import parse_grpc_timeout as parse_grpc_timeout
+from .propagation import parse_timeout_ms as parse_timeout_ms
+
+# The public submodules fix their own names first; these are the rest.
+fixup_module_metadata(__name__, globals())
+del fixup_module_metadata

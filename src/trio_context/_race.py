@@ -8,21 +8,17 @@ the trio thread.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar, cast
+from typing import TypeVar, cast
 
 import trio
 
-from ._context import Context
-from ._group import TaskGroup, open_group
-from ._spawn import check_afn
+from ._core import Context, logger
+from ._group import TaskGroup, check_afn, open_group
 
 __all__ = ["race"]
 
 T = TypeVar("T")
-
-logger: Final = logging.getLogger("trio_context")
 
 
 def _has_cancelled(exc: BaseException) -> bool:
@@ -80,6 +76,3 @@ async def race(ctx: Context, *afns: Callable[[], Awaitable[T]]) -> T:
         return won[0][0]
     group.context.check()  # pragma: no cover - a done ctx raised from the group above
     raise AssertionError("race(): no function finished")  # pragma: no cover
-
-
-race.__module__ = "trio_context"

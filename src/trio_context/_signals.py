@@ -35,7 +35,7 @@ from typing import Any, final
 
 import trio
 
-from ._context import CancelContext, Context, with_cancel, with_value
+from ._core import CancelContext, Context, with_cancel, with_value
 from ._stops import HARD_KEY
 
 __all__ = ["SignalReceived", "open_signal_context"]
@@ -142,7 +142,3 @@ async def open_signal_context(
         for num, old in previous.items():
             signal.signal(num, old if old is not None else signal.SIG_DFL)
         hard.cancel()
-
-
-for _obj in (SignalReceived, open_signal_context):
-    _obj.__module__ = "trio_context"

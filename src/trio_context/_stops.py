@@ -31,12 +31,13 @@ from __future__ import annotations
 import math
 from typing import Final, final
 
-from ._base import check_parent
-from ._common import check_seconds, clock_for
-from ._context import (
+from ._core import (
     CancelContext,
     Context,
     after_func,
+    check_parent,
+    check_seconds,
+    clock_for,
     with_cancel,
     without_cancel,
 )
@@ -142,7 +143,3 @@ def cleanup(ctx: Context, timeout: float) -> CancelContext:
     result = _detached(ctx)
     result.cancel_after(budget)
     return result
-
-
-for _obj in (with_grace, cleanup, hard_context):
-    _obj.__module__ = "trio_context"

@@ -31,8 +31,7 @@ from typing import TypeVar, TypeVarTuple, Unpack, cast
 
 import trio
 
-from ._context import Context, with_cancel
-from ._errors import ContextError
+from ._core import Context, ContextError, with_cancel
 
 __all__ = ["to_thread"]
 
@@ -120,6 +119,3 @@ async def to_thread(
     finally:
         child.cancel()
     raise AssertionError("unreachable: scope() swallowed its own cancellation")  # pragma: no cover
-
-
-to_thread.__module__ = "trio_context"

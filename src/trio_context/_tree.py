@@ -10,8 +10,8 @@ Rules for callers:
 - Both functions only read, so they are idempotent and safe from any thread; a tree that
   changes while it is being read gives a snapshot that may mix moments.
 
-This module is introspection: unlike the rest of the toolkit it reads the core's private
-attributes (``_kind``, ``_label_arg``, ``_canceller()``, ``_scopes``).
+It reads a context's label and bound scopes through the core's inspection hooks
+(``label_parts``, ``bound_scopes``).
 """
 
 from __future__ import annotations
@@ -19,15 +19,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._base import check_parent
-from ._context import Context
+from ._core import Context, bound_scopes, check_parent, label_parts
 
 __all__ = ["dump", "format_tree"]
 
 
 def _node(ctx: Context) -> dict[str, Any]:
-    kind = ctx._kind
-    arg = ctx._label_arg
+    kind, arg = label_parts(ctx)
     err = ctx.err
     if err is None:
         state = "active"
@@ -36,8 +34,6 @@ def _node(ctx: Context) -> dict[str, Any]:
     remaining = ctx.remaining()
     deadline = ctx.deadline
     cause = ctx.cause
-    src = ctx._canceller()
-    scopes = src._scopes if src is ctx and src is not None else None
     return {
         "kind": kind,
         "label": kind if arg is None else f"{kind}({arg!r})",
@@ -46,7 +42,7 @@ def _node(ctx: Context) -> dict[str, Any]:
         "remaining": None if remaining == math.inf else remaining,
         "keys": [repr(arg)] if kind == "with_value" else [],
         "cause": None if cause is None else repr(cause),
-        "scopes": len(scopes) if scopes else 0,
+        "scopes": len(bound_scopes(ctx)),
         "children": [],
     }
 
@@ -124,7 +120,3 @@ def format_tree(ctx: Context) -> str:
         lines.append(f"{prefix}{'└── ' if last else '├── '}{_line(node)}")
         push(node, prefix + ("    " if last else "│   "))
     return "\n".join(lines)
-
-
-for _obj in (dump, format_tree):
-    _obj.__module__ = "trio_context"

@@ -35,7 +35,7 @@ Example::
     import pytest
     import trio
     import trio_context as tc
-    from trio_context.pytest_plugin import advance_to_deadline
+    from trio_context.testing import advance_to_deadline
 
     @pytest.mark.ctx_timeout(10)
     async def test_fetch(ctx):
@@ -84,16 +84,27 @@ import functools
 import inspect
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, cast
 
 import pytest
 import trio
 
-from ._context import CancelContext, background, with_cancel, with_timeout
-from ._errors import ContextError, DeadlineExceeded
-from ._leakcheck import KINDS, LeakWatch, tasks_under
-from ._leakreport import Leak, exception_stacks, format_stack
-from ._testing import advance_to_deadline, cancel_from_thread
+from ._core import (
+    CancelContext,
+    ContextError,
+    background,
+    with_cancel,
+    with_timeout,
+)
+from .testing import (
+    LEAK_KINDS,
+    CancelFromThread,
+    LeakWatch,
+    advance_to_deadline,
+    cancel_from_thread,
+    interrupted_report,
+    leak_report,
+)
 
 __all__ = [
     "CancelFromThread",
@@ -105,14 +116,6 @@ __all__ = [
 
 _CTX_KEY: Final = pytest.StashKey[CancelContext]()
 _LEAK_MODES: Final = {"auto": "auto", "all": "all", "true": "all", "off": "off", "false": "off"}
-
-
-class CancelFromThread(Protocol):
-    """The type of the ``ctx_cancel_from_thread`` fixture."""
-
-    async def __call__(
-        self, target: CancelContext | None = None, cause: BaseException | None = None
-    ) -> None: ...
 
 
 # -- options and markers ----------------------------------------------------------------------
@@ -235,7 +238,7 @@ def _leak_kinds(item: pytest.Item, uses_ctx: bool) -> frozenset[str]:
     if on is not None:
         kinds = _marker_kinds(on.args, on.name)
     elif mode == "all" or (mode == "auto" and uses_ctx):
-        kinds = KINDS
+        kinds = LEAK_KINDS
     else:
         kinds = frozenset[str]()
     if off is not None:
@@ -245,12 +248,12 @@ def _leak_kinds(item: pytest.Item, uses_ctx: bool) -> frozenset[str]:
 
 def _marker_kinds(args: tuple[object, ...], name: str) -> frozenset[str]:
     kinds = frozenset(str(a) for a in args)
-    if kinds - KINDS:
+    if kinds - LEAK_KINDS:
         raise ValueError(
-            f"@pytest.mark.{name}() takes kinds among {', '.join(sorted(KINDS))}; "
-            f"got {', '.join(sorted(kinds - KINDS))}"
+            f"@pytest.mark.{name}() takes kinds among {', '.join(sorted(LEAK_KINDS))}; "
+            f"got {', '.join(sorted(kinds - LEAK_KINDS))}"
         )
-    return kinds or KINDS
+    return kinds or LEAK_KINDS
 
 
 def _new_test_context(seconds: float | None) -> CancelContext:
@@ -335,11 +338,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     finally:
         watch.close()
     if leaks:
-        pytest.fail(_leak_report(leaks), pytrace=False)
+        pytest.fail(leak_report(leaks, opt_out=_OPT_OUT), pytrace=False)
     return result
 
 
 _MARK: Final = "_trio_context_report"
+_OPT_OUT: Final = "@pytest.mark.ctx_no_leak_check"
 
 
 def _failure(report: str) -> BaseException:
@@ -407,57 +411,14 @@ async def _run_bound(
                     raise
         except ContextError:
             if scope is not None and scope.cancelled_caught and test_ctx.err is not None:
-                report = _interrupted_report(test_ctx, source, raised)
+                report = interrupted_report(test_ctx, source, raised)
                 raise _failure(report) from None
             raise
         if watch is not None:
             leaks = await watch.check(test_ctx.cancel)
             if leaks:
-                raise _failure(_leak_report(leaks))
+                raise _failure(leak_report(leaks, opt_out=_OPT_OUT))
     finally:
         test_ctx.cancel()
         if watch is not None:
             watch.close()
-
-
-# -- reports ----------------------------------------------------------------------------------
-
-
-def _interrupted_report(test_ctx: CancelContext, source: str, raised: list[BaseException]) -> str:
-    err = test_ctx.err
-    if isinstance(err, DeadlineExceeded):
-        head = "the test's context reached its deadline"
-        if source:
-            head += f" (set by {source})"
-    else:
-        head = "the test's context was cancelled while the test ran"
-    lines = [head, test_ctx.explain()]
-    stacks: list[str] = []
-    for exc in raised:
-        for stack in exception_stacks(exc):
-            text = format_stack(stack, "      ")
-            if text and text not in stacks:
-                stacks.append(text)
-    if stacks:
-        lines.append("where the test and its tasks were waiting:")
-        for n, text in enumerate(stacks, 1):
-            lines += [f"  - #{n}:", text]
-    others = tasks_under(test_ctx)
-    if others:
-        lines.append("tasks still running under the test's context:")
-        lines += [leak.format() for leak in others]
-    return "\n".join(lines)
-
-
-def _leak_report(leaks: list[Leak]) -> str:
-    kinds = sorted({leak.kind for leak in leaks})
-    lines = [
-        f"trio_context leak check: the test left {len(leaks)} thing(s) "
-        f"running after it ended and its context was cancelled ({', '.join(kinds)}):"
-    ]
-    lines += [leak.format() for leak in leaks]
-    lines.append(
-        "(opt out with @pytest.mark.ctx_no_leak_check, or "
-        f"@pytest.mark.ctx_no_leak_check({', '.join(repr(k) for k in kinds)}))"
-    )
-    return "\n".join(lines)

@@ -19,8 +19,7 @@ from typing import cast, final
 import attrs
 import trio
 
-from ._context import CancelContext
-from ._errors import ContextError
+from .._core import CancelContext, ContextError
 
 __all__ = ["GroupErrors", "exception_group"]
 

@@ -25,7 +25,6 @@ wall-clock reading in :func:`environ_for`) and safe to call from any thread.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
@@ -34,8 +33,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 from urllib.parse import quote, unquote
 
-from ._context import Context, with_timeout
-from ._errors import DeadlineExceeded
+from .._core import Context, DeadlineExceeded, logger, with_timeout
 
 __all__ = [
     "DEADLINE_ENV_VAR",
@@ -49,7 +47,6 @@ __all__ = [
     "parse_timeout_ms",
 ]
 
-logger = logging.getLogger("trio_context")
 
 _OWS = " \t"
 
@@ -404,16 +401,3 @@ def from_environ(parent: Context, environ: Mapping[str, str] | None = None) -> C
     remaining = max(0.0, min(sent_remaining, deadline_wall - time.time()))
     cause = DeadlineExceeded(f"deadline inherited from the parent process ({DEADLINE_ENV_VAR})")
     return with_timeout(parent, remaining, cause=cause)
-
-
-for _obj in (
-    encode_baggage,
-    encode_grpc_timeout,
-    encode_timeout_ms,
-    environ_for,
-    from_environ,
-    parse_baggage,
-    parse_grpc_timeout,
-    parse_timeout_ms,
-):
-    _obj.__module__ = "trio_context"

@@ -12,14 +12,22 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import cast
+from typing import Protocol, cast
 
 import trio
 import trio.testing
 
-from ._context import CancelContext, Context
+from .._core import CancelContext, Context
 
-__all__ = ["advance_to_deadline", "cancel_from_thread"]
+__all__ = ["CancelFromThread", "advance_to_deadline", "cancel_from_thread"]
+
+
+class CancelFromThread(Protocol):
+    """The type of the ``ctx_cancel_from_thread`` fixture."""
+
+    async def __call__(
+        self, target: CancelContext | None = None, cause: BaseException | None = None
+    ) -> None: ...
 
 
 async def advance_to_deadline(ctx: Context, clock: trio.testing.MockClock | None = None) -> None:

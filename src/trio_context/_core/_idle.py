@@ -22,9 +22,10 @@ from typing import final
 
 import trio
 
-from ._base import Context, check_parent
+from .._trio_private import system_clock_offset
 from ._cancel import CancelContext, new_cancel
 from ._common import check_cause, check_seconds, clock_for
+from ._context import Context, check_parent
 from ._timers import timers
 
 __all__ = ["IdleContext", "IdleTimeout", "with_idle_timeout"]
@@ -128,7 +129,7 @@ def with_idle_timeout(
     ctx: IdleContext = new_cancel(IdleContext, parent, "with_idle_timeout", seconds)
     ctx._idle = seconds
     ctx._idle_cause = cause
-    offset = _system_clock_offset(clock)
+    offset = system_clock_offset(clock)
     if offset is not None:
         ctx._now, ctx._offset = time.perf_counter, offset
     else:
@@ -143,16 +144,3 @@ def with_idle_timeout(
         else:
             timers().add(ctx._idle_deadline(), ctx)
     return ctx
-
-
-def _system_clock_offset(clock: trio.abc.Clock) -> float | None:
-    """trio's default clock reads ``offset + time.perf_counter()``: reading perf_counter
-    directly makes ``touch()`` one call cheaper. None for any other clock (MockClock...)."""
-    offset = getattr(clock, "offset", None)
-    if type(clock).__name__ == "SystemClock" and isinstance(offset, float):
-        return offset
-    return None
-
-
-for _cls in (IdleContext, IdleTimeout):
-    _cls.__module__ = "trio_context"

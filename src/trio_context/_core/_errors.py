@@ -13,8 +13,3 @@ class ContextCancelled(ContextError):
 
 class DeadlineExceeded(ContextError, TimeoutError):
     """The context's deadline passed (also a :class:`TimeoutError`)."""
-
-
-ContextError.__module__ = "trio_context"
-ContextCancelled.__module__ = "trio_context"
-DeadlineExceeded.__module__ = "trio_context"

@@ -24,16 +24,23 @@ Rules for callers:
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._context import CancelContext, Context, background, with_cancel, with_timeout, with_value
-from ._errors import DeadlineExceeded
-from ._propagation import parse_baggage, parse_grpc_timeout, parse_timeout_ms
+from .._core import (
+    CancelContext,
+    Context,
+    DeadlineExceeded,
+    background,
+    logger,
+    with_cancel,
+    with_timeout,
+    with_value,
+)
+from ._codecs import parse_baggage, parse_grpc_timeout, parse_timeout_ms
 
 if TYPE_CHECKING:
     import httpx
@@ -45,7 +52,6 @@ __all__ = [
     "httpx_transport",
 ]
 
-logger = logging.getLogger("trio_context")
 
 #: gRPC's deadline header (``encode_grpc_timeout`` format). The client's default.
 GRPC_TIMEOUT_HEADER = "grpc-timeout"
@@ -259,7 +265,3 @@ def httpx_transport(
             "tc.httpx_transport() needs httpx; install it with: pip install trio-context[httpx]"
         ) from exc
     return ContextTransport(transport, header=header, baggage=tuple(baggage))
-
-
-ContextMiddleware.__module__ = "trio_context"
-httpx_transport.__module__ = "trio_context"

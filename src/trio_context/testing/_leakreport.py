@@ -1,7 +1,7 @@
 """What a leak report shows: :class:`Leak`, and the stacks that say where a leak was created
 and where it is now.
 
-Part of the pytest plugin's leak check (:mod:`trio_context._leakcheck`). Stacks are captured
+Part of the pytest plugin's leak check (``testing/_leakcheck.py``). Stacks are captured
 cheaply (frames only) and formatted with the user's frames only: trio, pytest and the plugin's
 own modules are left out. Everything here only reads, and is safe from any thread.
 """
@@ -41,14 +41,9 @@ _HIDDEN_FILES: Final = frozenset(
         os.path.abspath(subprocess.__file__),
         *(
             os.path.join(_HERE, name)
-            for name in (
-                "_leakcheck.py",
-                "_leakprocs.py",
-                "_leakreport.py",
-                "pytest_plugin.py",
-                "_testing.py",
-            )
+            for name in ("_helpers.py", "_leakcheck.py", "_leakprocs.py", "_leakreport.py")
         ),
+        os.path.join(os.path.dirname(_HERE), "pytest_plugin.py"),
     ]
 )
 

@@ -3,48 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import cast
 
 import trio
 
-from ._base import Context, check_parent
+from ._callbacks import AfterFunc
 from ._cancel import CancelContext
-from ._common import _INF, _lock, logger, trio_token_or_none
+from ._common import _INF, _lock, trio_token_or_none
+from ._context import Context, check_parent
 from ._timers import timers
 
 __all__ = ["after_func"]
-
-
-class _AfterFunc:
-    __slots__ = ("fn", "state", "token")
-
-    PENDING: Final = 0
-    STARTED: Final = 1
-    STOPPED: Final = 2
-
-    def __init__(self, fn: Callable[[], object], token: trio.lowlevel.TrioToken | None) -> None:
-        self.fn = fn
-        self.token = token
-        self.state = self.PENDING
-
-    def dispatch(self) -> None:
-        with _lock:
-            if self.state != self.PENDING:
-                return
-            self.state = self.STARTED
-        if self.token is not None:
-            try:
-                self.token.run_sync_soon(self.call)
-                return
-            except trio.RunFinishedError:
-                pass
-        self.call()
-
-    def call(self) -> None:
-        try:
-            self.fn()
-        except Exception:
-            logger.exception("after_func callback %r raised", self.fn)
 
 
 def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
@@ -64,28 +33,28 @@ def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
     check_parent(ctx, "ctx")
     if not callable(fn):
         raise TypeError(f"`fn` must be callable, not {type(fn).__name__}")
-    entry = _AfterFunc(fn, trio_token_or_none())
-    src = ctx._canceller()
-    if src is not None:
+    entry = AfterFunc(fn, trio_token_or_none())
+    canceller = cast(CancelContext | None, ctx._canceller)
+    if canceller is not None:
         with _lock:
-            registered = src._err is None
+            registered = canceller._err is None
             if registered:
-                if src._after is None:
-                    src._after = []
-                src._after.append(entry)
+                if canceller._after is None:
+                    canceller._after = []
+                canceller._after.append(entry)
         if not registered:
             entry.dispatch()
-        elif src._clock is not None and src._deadline != _INF:
-            if src._poll() is None:
-                arm_timer(src)
+        elif canceller._clock is not None and canceller._deadline != _INF:
+            if canceller._poll() is None:
+                arm_timer(canceller)
 
     def stop() -> bool:
         with _lock:
-            if entry.state != _AfterFunc.PENDING:
+            if entry.state != AfterFunc.PENDING:
                 return False
-            entry.state = _AfterFunc.STOPPED
-            if src is not None and src._after is not None and entry in src._after:
-                src._after.remove(entry)
+            entry.state = AfterFunc.STOPPED
+            if canceller is not None and canceller._after is not None and entry in canceller._after:
+                canceller._after.remove(entry)
         return True
 
     return stop
@@ -93,7 +62,7 @@ def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
 
 def arm_timer(ctx: CancelContext) -> None:
     """Make sure ``ctx``'s deadline fires without anyone looking (any thread)."""
-    target = ctx._deadline_src if ctx._deadline_src is not None else ctx
+    target = ctx._deadline_owner if ctx._deadline_owner is not None else ctx
     when = target._deadline
     here = trio_token_or_none()
     if here is not None and here is target._token:

@@ -57,14 +57,19 @@ from typing import final
 import attrs
 import trio
 
-from ._base import check_parent
-from ._common import check_seconds
-from ._context import CancelContext, Context
-from ._errors import ContextError
-from ._idle import IdleContext, IdleTimeout, with_idle_timeout
+from .._core import (
+    CancelContext,
+    Context,
+    ContextError,
+    IdleContext,
+    IdleTimeout,
+    check_parent,
+    check_seconds,
+    with_idle_timeout,
+)
+from .._stops import with_grace
+from ..propagation import environ_for
 from ._pgroup import Tail, environment, is_count, signal_group, start_error
-from ._propagation import environ_for
-from ._stops import with_grace
 from ._supervisor import Outcome, Supervisor, raise_single, signal_of
 
 __all__ = ["Outcome", "ProcessFailed", "ProcessHandle", "ProcessResult", "run_process"]
@@ -375,7 +380,3 @@ async def run_process(
                 raise
         raise ProcessFailed(result)
     return result
-
-
-for _obj in (ProcessResult, ProcessFailed, ProcessHandle, run_process):
-    _obj.__module__ = "trio_context"

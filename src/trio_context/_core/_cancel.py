@@ -7,16 +7,12 @@ after-funcs. Deadlines are observed lazily, so the walk also settles deadlines t
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
-import weakref
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import Any, NoReturn, cast
 
 import trio
 
-from ._base import Context
+from ._callbacks import AfterFunc
 from ._common import (
     _INF,
     _lock,
@@ -26,40 +22,11 @@ from ._common import (
     clock_for,
     trio_token_or_none,
 )
+from ._context import Context
 from ._errors import ContextCancelled, ContextError, DeadlineExceeded
 from ._scope import _Binding
+from ._state import Origin
 from ._timers import timers
-
-if TYPE_CHECKING:
-    from ._after import _AfterFunc
-
-
-_PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__))
-
-
-class _Origin:
-    """Who cancelled a context, where and when: the first line of ``explain()``."""
-
-    __slots__ = ("ctx", "task", "when", "where")
-
-    def __init__(self, ctx: CancelContext, task: str, where: str, when: float | None) -> None:
-        self.ctx = weakref.ref(ctx)  # weak: the origin keeps its own _origin
-        self.task = task
-        self.where = where
-        self.when = when
-
-    @classmethod
-    def capture(cls, ctx: CancelContext) -> _Origin:
-        try:
-            task = trio.lowlevel.current_task().name
-            when: float | None = trio.current_time()
-        except RuntimeError:
-            task = f"thread {threading.current_thread().name}"
-            when = ctx._clock.current_time() if ctx._clock is not None else None
-        frame = sys._getframe(2)
-        while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-            frame = frame.f_back
-        return cls(ctx, task, f"{frame.f_code.co_filename}:{frame.f_lineno}", when)
 
 
 class CancelContext(Context):
@@ -75,7 +42,7 @@ class CancelContext(Context):
         "_cause",
         "_clock",
         "_deadline",
-        "_deadline_src",
+        "_deadline_owner",
         "_err",
         "_origin",
         "_scopes",
@@ -84,14 +51,14 @@ class CancelContext(Context):
     )
 
     _deadline: float  # own or inherited deadline; only ever moves earlier
-    _deadline_src: CancelContext | None  # the context whose expiry that deadline is
+    _deadline_owner: CancelContext | None  # the context whose expiry that deadline is
     _clock: trio.abc.Clock | None  # the trio clock the deadline is on (None: no deadline)
     _token: trio.lowlevel.TrioToken | None  # the run of that clock
     _err: ContextError | None  # set once, under _lock, by the first cancel or expiry
     _cause: BaseException | None  # before done: the cause to use on expiry (with_timeout(cause=))
-    _origin: _Origin | None
+    _origin: Origin | None
     _scopes: dict[trio.CancelScope, trio.lowlevel.TrioToken] | None  # bound trio scopes
-    _after: list[_AfterFunc] | None
+    _after: list[AfterFunc] | None
     _with_binding: _Binding | None
 
     def cancel(self, cause: BaseException | None = None) -> None:
@@ -109,7 +76,7 @@ class CancelContext(Context):
         if self._poll() is not None:
             return
         err = ContextCancelled("context cancelled")
-        if _finish_tree(self, err, cause if cause is not None else err, _Origin.capture(self)):
+        if _finish_tree(self, err, cause if cause is not None else err, Origin.capture(self)):
             self._detach()
 
     def cancel_at(self, deadline: float, *, cause: BaseException | None = None) -> None:
@@ -151,7 +118,7 @@ class CancelContext(Context):
             raise RuntimeError(
                 f"{self._label()} is already entered; use ctx.scope() for concurrent blocks"
             )
-        binding = _Binding(self, True, False)  # bind current(), raise err
+        binding = _Binding(self, bind=True, swallow=False)
         binding.__enter__()
         self._with_binding = binding
         return self
@@ -172,8 +139,14 @@ class CancelContext(Context):
 
     # -- internals --------------------------------------------------------------------------
 
+    @property
     def _canceller(self) -> CancelContext:
+        """A cancellable context is its own canceller (a property: a slot would be a cycle)."""
         return self
+
+    @_canceller.setter
+    def _canceller(self, value: object) -> None:  # pyright: ignore[reportIncompatibleVariableOverride]
+        raise AttributeError("a CancelContext is its own canceller")
 
     def _scope_deadline(self) -> float:
         """The deadline bound trio scopes carry natively."""
@@ -194,7 +167,7 @@ class CancelContext(Context):
         return now >= self._deadline
 
     def _on_due(self) -> None:
-        src = self._deadline_src
+        src = self._deadline_owner
         (src if src is not None else self)._expire()
 
     def _on_timer(self, now: float) -> float | None:
@@ -206,7 +179,7 @@ class CancelContext(Context):
     def _expired_before(self, when: float | None) -> tuple[float, BaseException | None] | None:
         """If this context's *own* deadline passed before an event at ``when`` (None: now),
         return (that deadline, the cause to use or None for the preset one)."""
-        if self._deadline_src is not self or self._clock is None:
+        if self._deadline_owner is not self or self._clock is None:
             return None
         if (self._clock.current_time() if when is None else when) >= self._deadline:
             return self._deadline, None
@@ -217,7 +190,7 @@ class CancelContext(Context):
         if when is None:
             when = self._deadline
         err, cause = _deadline_err(self, cause)
-        origin = _Origin(self, "deadline", "deadline", when)
+        origin = Origin.deadline(self, when)
         if _finish_tree(self, err, cause, origin, when):
             self._detach()
 
@@ -244,14 +217,14 @@ def _deadline_err(
     return err, cause
 
 
-_Item = tuple[Context, ContextError, BaseException, _Origin, "float | None"]
+_Item = tuple[Context, ContextError, BaseException, Origin, "float | None"]
 
 
 def _finish_tree(
     root: CancelContext,
     err: ContextError,
     cause: BaseException,
-    origin: _Origin,
+    origin: Origin,
     when: float | None = None,
 ) -> bool:
     """Mark ``root`` and every descendant done (first cancel wins), then cancel their bound
@@ -264,7 +237,7 @@ def _finish_tree(
     would have made it, whoever looks first."""
     here = trio_token_or_none()
     scopes: list[tuple[trio.CancelScope, trio.lowlevel.TrioToken]] = []
-    callbacks: list[_AfterFunc] = []
+    callbacks: list[AfterFunc] = []
     stack: list[_Item] = [(root, err, cause, origin, when)]
     # One hold of the (global) lock for the whole walk: the marking is atomic for every node
     # at once, and nothing a user wrote runs under it (scopes and after-funcs are served after).
@@ -274,7 +247,7 @@ def _finish_tree(
         while stack:
             node, err, cause, origin, when = stack.pop()
             if not isinstance(node, CancelContext):
-                if node._shared is None:  # without_cancel(): cancellation stops here
+                if node._canceller is None:  # without_cancel(): cancellation stops here
                     continue
             else:
                 if node._err is not None:
@@ -284,7 +257,7 @@ def _finish_tree(
                     if expired is not None:
                         when, own_cause = expired
                         err, cause = _deadline_err(node, own_cause)
-                        origin = _Origin(node, "deadline", "deadline", when)
+                        origin = Origin.deadline(node, when)
                 node._err = err
                 node._cause = cause
                 node._origin = origin
@@ -300,7 +273,7 @@ def _finish_tree(
                     if (
                         child is None
                         or isinstance(child, CancelContext)
-                        or child._shared is not None
+                        or child._canceller is not None
                     ):
                         kids.pop(key, None)  # no longer a live child (a detach may race)
                         if child is not None:
@@ -326,13 +299,13 @@ def _move_deadline(root: CancelContext, deadline: float, clock: trio.abc.Clock) 
     while stack:
         node = stack.pop()
         if not isinstance(node, CancelContext):
-            if node._shared is None:
+            if node._canceller is None:
                 continue
         else:
             if node._deadline <= deadline and node is not root:
                 continue
             node._deadline = deadline
-            node._deadline_src = root
+            node._deadline_owner = root
             node._clock = clock
             node._token = token
             if node._scopes:
@@ -349,10 +322,10 @@ def new_cancel(
     cls: type[CancelContext], parent: Context, kind: str, label_arg: object = None
 ) -> Any:
     # Written out rather than built on _new(): creation is a hot path (benchmarks/core.py).
-    psrc = parent._canceller()
+    # Every canceller is a CancelContext; the protocol type only keeps _context.py one-way.
+    canceller = cast(CancelContext | None, parent._canceller)
     ctx = object.__new__(cls)
     ctx._parent = parent
-    ctx._shared = None
     ctx._values = parent._values
     ctx._kind = kind
     ctx._label_arg = label_arg
@@ -364,23 +337,28 @@ def new_cancel(
     ctx._scopes = None
     ctx._after = None
     ctx._with_binding = None
-    if psrc is None:
+    if canceller is None:
         ctx._deadline = _INF
-        ctx._deadline_src = ctx._clock = ctx._token = None
+        ctx._deadline_owner = ctx._clock = ctx._token = None
         parent._add_child(ctx)
         return ctx
-    ctx._deadline = psrc._deadline
-    ctx._deadline_src = psrc._deadline_src if psrc._deadline_src is not None else psrc
-    ctx._clock = psrc._clock
-    ctx._token = psrc._token
+    ctx._deadline = canceller._deadline
+    ctx._deadline_owner = (
+        canceller._deadline_owner if canceller._deadline_owner is not None else canceller
+    )
+    ctx._clock = canceller._clock
+    ctx._token = canceller._token
     parent._add_child(ctx)  # only now: a concurrent cancel of the parent may walk it at once
-    if psrc._err is not None or (psrc._clock is not None and psrc._poll() is not None):
+    if canceller._err is not None or (
+        canceller._clock is not None and canceller._poll() is not None
+    ):
         # Born done: the parent's err and cause (a concurrent parent cancel may get here first).
         with _lock:
             if ctx._err is None:
-                ctx._err, ctx._cause, ctx._origin = psrc._err, psrc._cause, psrc._origin
+                ctx._err, ctx._cause, ctx._origin = (
+                    canceller._err,
+                    canceller._cause,
+                    canceller._origin,
+                )
         ctx._detach()
     return ctx
-
-
-CancelContext.__module__ = "trio_context"

@@ -10,17 +10,13 @@ report says which task, where it is (its await stack) and why its context ended
 
 from __future__ import annotations
 
-import logging
 import traceback
-from typing import Final
 
 import trio
 
-from ._context import Context
+from .._core import Context
 
 __all__ = ["StuckTaskError", "stuck_report"]
-
-logger: Final = logging.getLogger("trio_context")
 
 
 class StuckTaskError(RuntimeError):
@@ -50,6 +46,3 @@ def stuck_report(task: trio.lowlevel.Task, grace: float, ctx: Context) -> StuckT
         f"cancelled; it is at (most recent call last):\n{stack}{explanation}"
     )
     return StuckTaskError(message, task.name, stack, explanation)
-
-
-StuckTaskError.__module__ = "trio_context"

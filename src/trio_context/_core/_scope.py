@@ -9,16 +9,27 @@ from __future__ import annotations
 
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 import trio
 
 from ._common import _INF, _lock
+from ._errors import ContextError
+from ._state import CancelState
 
-if TYPE_CHECKING:
-    from ._base import Context
+__all__ = ["Bindable", "Done", "current_var"]
 
-__all__ = ["Done"]
+
+class Bindable(Protocol):
+    """What binding needs of a context (``Context`` in ``_context.py`` implements it)."""
+
+    @property
+    def _canceller(self) -> CancelState | None: ...
+
+    @property
+    def err(self) -> ContextError | None: ...
+
+    def _label(self) -> str: ...
 
 
 class Done:
@@ -30,7 +41,7 @@ class Done:
 
     __slots__ = ("__weakref__", "_ctx")
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Bindable) -> None:
         self._ctx = ctx
 
     def is_set(self) -> bool:
@@ -43,13 +54,13 @@ class Done:
         Raises:
             trio.Cancelled: when the *calling* code is cancelled while waiting.
         """
-        src = self._ctx._canceller()
-        if src is not None and src._err is not None:
+        canceller = self._ctx._canceller
+        if canceller is not None and canceller._err is not None:
             await trio.lowlevel.checkpoint()
             return
         # A deadline that is already due needs no clock read here: the bound scope below is
         # born cancelled, and its exit settles the context.
-        with _Binding(self._ctx, False, True):  # current() unchanged, swallow
+        with _Binding(self._ctx, bind=False, swallow=True):
             await trio.sleep_forever()
 
     def __repr__(self) -> str:
@@ -61,45 +72,45 @@ class _Binding:
 
     A hot path (``benchmarks/core.py`` holds it to 1.3x a bare trio scope): keep it lean."""
 
-    __slots__ = ("_bind", "_cs", "_ctx", "_src", "_swallow", "_var_token")
+    __slots__ = ("_bind", "_canceller", "_cs", "_ctx", "_swallow", "_var_token")
 
-    def __init__(self, ctx: Context, bind: bool, swallow: bool) -> None:
+    def __init__(self, ctx: Bindable, *, bind: bool, swallow: bool) -> None:
         self._ctx = ctx
-        self._src = ctx._canceller()
-        self._bind = bind
-        self._swallow = swallow
+        self._canceller = ctx._canceller
+        self._bind = bind  # set current() to ctx inside
+        self._swallow = swallow  # swallow the context's own cancellation (move_on)
         self._cs: trio.CancelScope | None = None
-        self._var_token: Token[Context] | None = None
+        self._var_token: Token[Bindable] | None = None
 
     def __enter__(self) -> trio.CancelScope:
         if self._cs is not None:
             raise RuntimeError(
                 "this scope() was already entered; call ctx.scope() again for each 'with'"
             )
-        src = self._src
-        if src is None:
+        canceller = self._canceller
+        if canceller is None:
             cs = trio.CancelScope()
         else:
             try:
                 token = trio.lowlevel.current_trio_token()
             except RuntimeError:
                 raise RuntimeError("ctx.scope() must be used inside a running trio loop") from None
-            deadline = src._scope_deadline()
+            deadline = canceller._scope_deadline()
             # Passing deadline= costs trio as much again as the scope itself: only when needed.
             cs = trio.CancelScope() if deadline == _INF else trio.CancelScope(deadline=deadline)
-            scopes = src._scopes
+            scopes = canceller._scopes
             if scopes is None:
                 with _lock:
-                    scopes = src._scopes
+                    scopes = canceller._scopes
                     if scopes is None:
-                        scopes = src._scopes = {}
+                        scopes = canceller._scopes = {}
             scopes[cs] = token
-            if src._err is not None:
+            if canceller._err is not None:
                 cs.cancel()
         self._cs = cs
         cs.__enter__()
         if self._bind:
-            self._var_token = _current.set(self._ctx)
+            self._var_token = current_var.set(self._ctx)
         return cs
 
     def __exit__(
@@ -110,24 +121,22 @@ class _Binding:
     ) -> bool:
         cs = self._cs
         assert cs is not None, "scope() exited without being entered"
-        src = self._src
+        canceller = self._canceller
         try:
             suppressed = cs.__exit__(etype, exc, tb)
         finally:
             if self._var_token is not None:
-                _current.reset(self._var_token)
-            if src is not None:
-                scopes = src._scopes
+                current_var.reset(self._var_token)
+            if canceller is not None:
+                scopes = canceller._scopes
                 if scopes is not None:
                     scopes.pop(cs, None)
-        if cs.cancelled_caught and src is not None and src._poll() is not None:
+        if cs.cancelled_caught and canceller is not None and canceller._poll() is not None:
             if self._swallow:
                 return True
-            src._raise_err()
+            canceller._raise_err()
         return suppressed
 
 
 # Set by every bound scope; read by trio_context.current(), whose default is background().
-_current: Final[ContextVar[Context]] = ContextVar("trio_context.current")
-
-Done.__module__ = "trio_context"
+current_var: Final[ContextVar[Bindable]] = ContextVar("trio_context.current")

@@ -1,22 +1,21 @@
 """The context tree's read-only side: :class:`Context`, the roots and ``current()``.
 
-A value or ``without_cancel`` context shares the cancellation state of its nearest cancellable
-ancestor (or has none); the state itself lives in :class:`~trio_context.CancelContext`
-(``_cancel.py``). Parents hold children weakly, by id.
+A context reads its cancellation state from its *canceller* (see ``_state.py``): itself for a
+:class:`~trio_context.CancelContext` (``_cancel.py``, which builds on this module), the nearest
+cancellable ancestor for a value context, none for the roots and ``without_cancel``. Parents
+hold children weakly, by id.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Awaitable, Callable, Hashable
-from typing import TYPE_CHECKING, Any, Final, TypeVar, TypeVarTuple
+from typing import Any, Final, TypeVar, TypeVarTuple, cast
 
 from ._common import _INF, _lock
 from ._errors import ContextError, DeadlineExceeded
-from ._scope import Done, _Binding, _current
-
-if TYPE_CHECKING:
-    from ._cancel import CancelContext
+from ._scope import Done, _Binding, current_var
+from ._state import CancelState
 
 T = TypeVar("T")
 PosArgsT = TypeVarTuple("PosArgsT")
@@ -33,17 +32,19 @@ class Context:
 
     __slots__ = (
         "__weakref__",
+        "_canceller",
         "_children",
         "_done",
         "_kind",
         "_label_arg",
         "_parent",
-        "_shared",
         "_values",
     )
 
     _parent: Context | None
-    _shared: CancelContext | None  # not a CancelContext: the ancestor whose state this one shares
+    # The context whose cancellation state this one shares (None: never cancelled). A slot
+    # here; CancelContext overrides it with a property that returns the context itself.
+    _canceller: CancelState | None
     _values: dict[Hashable, Any]
     _kind: str
     _label_arg: object
@@ -56,43 +57,39 @@ class Context:
             "with_*() functions"
         )
 
-    def _canceller(self) -> CancelContext | None:
-        """The context whose cancellation state this one has (None: never cancelled)."""
-        return self._shared
-
     # -- state ------------------------------------------------------------------------------
 
     @property
     def deadline(self) -> float:
         """The deadline on trio's clock, or ``math.inf`` when there is none."""
-        src = self._canceller()
-        return _INF if src is None else src._current_deadline()
+        canceller = self._canceller
+        return _INF if canceller is None else canceller._current_deadline()
 
     def remaining(self) -> float:
         """Seconds left until the deadline (0 once it passed; ``math.inf`` when there is none)."""
-        src = self._canceller()
-        if src is None:
+        canceller = self._canceller
+        if canceller is None:
             return _INF
-        deadline = src._current_deadline()
-        if deadline == _INF or src._clock is None:
+        deadline = canceller._current_deadline()
+        if deadline == _INF or canceller._clock is None:
             return _INF
-        return max(0.0, deadline - src._clock.current_time())
+        return max(0.0, deadline - canceller._clock.current_time())
 
     @property
     def err(self) -> ContextError | None:
         """None until the context is done; then :class:`ContextCancelled` or
         :class:`DeadlineExceeded`, the same object every time. Safe from any thread."""
-        src = self._canceller()
-        return None if src is None else src._poll()
+        canceller = self._canceller
+        return None if canceller is None else canceller._poll()
 
     @property
     def cause(self) -> BaseException | None:
         """None until done; then the cause given to ``cancel()`` (or ``with_timeout(cause=)``),
         else ``err`` itself. A context cancelled through its parent has the parent's cause."""
-        src = self._canceller()
-        if src is None or src._poll() is None:
+        canceller = self._canceller
+        if canceller is None or canceller._poll() is None:
             return None
-        return src._cause
+        return canceller._cause
 
     @property
     def done(self) -> Done:
@@ -115,9 +112,9 @@ class Context:
             ContextCancelled: the context (or an ancestor) was cancelled.
             DeadlineExceeded: its deadline passed.
         """
-        src = self._canceller()
-        if src is not None and src._poll() is not None:
-            src._raise_err()
+        canceller = self._canceller
+        if canceller is not None and canceller._poll() is not None:
+            canceller._raise_err()
 
     def value(self, key: Hashable, default: Any = None) -> Any:
         """Return the value stored under ``key`` by the nearest :func:`with_value`, else
@@ -143,13 +140,13 @@ class Context:
                 untouched even if the context is done by then.
             RuntimeError: outside a trio run.
         """
-        return _Binding(self, True, False)  # bind current(), raise err
+        return _Binding(self, bind=True, swallow=False)
 
     def move_on(self) -> _Binding:
         """Like :meth:`scope`, but the context's own cancellation is swallowed and the block
         just ends (trio's ``move_on_*`` shape). Check ``ctx.err`` or the scope's
         ``cancelled_caught`` afterwards."""
-        return _Binding(self, True, True)  # bind current(), swallow
+        return _Binding(self, bind=True, swallow=True)
 
     async def run(self, afn: Callable[[*PosArgsT], Awaitable[T]], *args: *PosArgsT) -> T:
         """Run ``afn(*args)`` inside :meth:`scope` and return its result: Go's
@@ -186,10 +183,10 @@ class Context:
         """Say why the context is done: which context ended it, by whom (task), where
         (file:line of the ``cancel()`` call, or "deadline"), when (trio time), with which
         cause, and the path from that context down to this one. ``""`` when not done."""
-        src = self._canceller()
-        if src is None or src._poll() is None:
+        canceller = self._canceller
+        if canceller is None or canceller._poll() is None:
             return ""
-        err, cause, origin = src._err, src._cause, src._origin
+        err, cause, origin = canceller._err, canceller._cause, canceller._origin
         assert err is not None and origin is not None
         when = "" if origin.when is None else f" at trio time {origin.when:.3f}"
         if origin.task == "deadline":
@@ -205,9 +202,10 @@ class Context:
             lines.append(f"  cause: {cause!r}")
         path: list[str] = []
         node: Context | None = self
+        ender = id(origin.ctx())  # the context whose cancel or deadline ended this one
         while node is not None:
             path.append(node._label())
-            if node is origin.ctx():
+            if id(node) == ender:
                 break
             node = node._parent
         lines.append("  path: " + " -> ".join(reversed(path)))
@@ -287,12 +285,12 @@ def _new(
     parent: Context | None,
     kind: str,
     label_arg: object,
-    src: CancelContext | None,
+    canceller: CancelState | None,
     values: dict[Hashable, Any],
 ) -> Any:
     ctx = object.__new__(cls)
     ctx._parent = parent
-    ctx._shared = src
+    ctx._canceller = canceller
     ctx._values = values
     ctx._kind = kind
     ctx._label_arg = label_arg
@@ -324,12 +322,9 @@ def current() -> Context:
     """The context bound to the running code by the innermost ``ctx.scope()`` (per task,
     inherited by tasks started inside it; also in worker threads started there), else
     :func:`background`."""
-    return _current.get(_BACKGROUND)
+    return cast(Context, current_var.get(_BACKGROUND))  # only contexts are ever bound
 
 
 def todo() -> Context:
     """Like :func:`background`, but says "which context belongs here is not decided yet"."""
     return _TODO
-
-
-Context.__module__ = "trio_context"

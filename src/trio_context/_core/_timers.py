@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import heapq
 import weakref
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 import trio
 
 from ._common import _INF
 
-if TYPE_CHECKING:
-    from ._cancel import CancelContext
+
+class Timed(Protocol):
+    """What the timer task calls at a due time (``CancelContext`` and ``IdleContext``)."""
+
+    def _on_timer(self, now: float) -> float | None:
+        """Act on a due time; return the next time to be called, if any."""
+        ...
 
 
 class _Timers:
@@ -24,11 +29,11 @@ class _Timers:
     later call (idle contexts do)."""
 
     def __init__(self) -> None:
-        self.heap: list[tuple[float, int, weakref.ref[CancelContext]]] = []
+        self.heap: list[tuple[float, int, weakref.ref[Timed]]] = []
         self.seq = 0
         self.scope: trio.CancelScope | None = None
 
-    def add(self, when: float, ctx: CancelContext) -> None:
+    def add(self, when: float, ctx: Timed) -> None:
         self.seq += 1
         heapq.heappush(self.heap, (when, self.seq, weakref.ref(ctx)))
         if self.scope is not None and when < self.scope.deadline:

@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 
-from ._common import check_seconds
+from .._core import check_seconds
 
 __all__ = ["Status", "check_afn", "check_options", "coroutine_of"]
 

@@ -11,8 +11,8 @@ from types import TracebackType
 
 import httpx
 
-from ._context import Context, current
-from ._propagation import encode_baggage, encode_grpc_timeout, encode_timeout_ms
+from .._core import Context, current
+from ._codecs import encode_baggage, encode_grpc_timeout, encode_timeout_ms
 
 _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 

@@ -15,8 +15,7 @@ from typing import Final, Literal, NoReturn
 
 import trio
 
-from ._context import Context
-from ._errors import DeadlineExceeded
+from .._core import Context, DeadlineExceeded
 from ._pgroup import Tail, group_alive, group_gone, signal_group
 
 __all__ = ["Outcome", "Supervisor", "raise_single", "signal_of"]

@@ -27,11 +27,10 @@ from typing import Any
 import trio
 
 from ._after import after_func
-from ._base import Context, _new, background, check_parent, current, todo
 from ._cancel import CancelContext, new_cancel
 from ._common import check_cause, check_number, check_seconds, clock_for
+from ._context import Context, _new, background, check_parent, current, todo
 from ._scope import Done
-from ._scope import _current as _current
 
 __all__ = [
     "CancelContext",
@@ -99,7 +98,7 @@ def _with_deadline(
     ctx: CancelContext = new_cancel(CancelContext, parent, kind, label_arg)
     if deadline < ctx._deadline:
         ctx._deadline = deadline
-        ctx._deadline_src = ctx
+        ctx._deadline_owner = ctx
         ctx._clock = clock
         ctx._token = trio.lowlevel.current_trio_token()
         if ctx._err is None:
@@ -143,7 +142,7 @@ def with_value(parent: Context, key: Hashable, value: Any) -> Context:
         raise TypeError(f"`key` must be hashable, not {type(key).__name__}") from None
     values = dict(parent._values)
     values[key] = value
-    ctx: Context = _new(Context, parent, "with_value", key, parent._canceller(), values)
+    ctx: Context = _new(Context, parent, "with_value", key, parent._canceller, values)
     return ctx
 
 

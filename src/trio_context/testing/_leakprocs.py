@@ -1,6 +1,6 @@
 """The process part of the leak check: processes a test started and left running (Linux only).
 
-Part of the pytest plugin's leak check (:mod:`trio_context._leakcheck`). While a
+Part of the pytest plugin's leak check (``testing/_leakcheck.py``). While a
 :class:`ProcessWatch` is open, ``subprocess.Popen.__init__`` is wrapped (by the watch's owner,
 with :meth:`ProcessWatch.wrap_popen_init`) to record the pid, command line and creation stack of
 every process started through it (trio's and trio_context's ``run_process`` use it).

@@ -41,13 +41,14 @@ from typing import Any, Final
 
 import trio
 
-from ._context import Context, current
+from .._core import Context, bound_scopes, canceller_of, current, label_of, parent_of
+from .._trio_private import is_trio_worker, scope_owners, trio_worker_busy
 from ._leakprocs import ProcessWatch, procfs
 from ._leakreport import Leak, capture, task_stack, thread_stack
 
-__all__ = ["KINDS", "LeakWatch", "tasks_under", "under"]
+__all__ = ["LEAK_KINDS", "LeakWatch", "tasks_under", "under"]
 
-KINDS: Final = frozenset({"tasks", "scopes", "threads", "processes"})
+LEAK_KINDS: Final = frozenset({"tasks", "scopes", "threads", "processes"})
 
 _FIRST_ROUNDS: Final = 3
 
@@ -60,7 +61,7 @@ def under(ctx: Context | None, root: Context) -> bool:
     while ctx is not None:
         if ctx is root:
             return True
-        ctx = ctx._parent  # private to the core; there is no public parent accessor
+        ctx = parent_of(ctx)
     return False
 
 
@@ -72,15 +73,6 @@ def _bound_context(task: trio.lowlevel.Task) -> Context | None:
         return task.context.run(current)
     except RuntimeError:
         return None
-
-
-def _open_scope_count(ctx: Context) -> int:
-    """How many bound scopes of ``ctx`` are open. ``tc.dump()``/``format_tree()`` report the
-    same number; read from the core here so the plugin does not depend on the tree module.
-    The scopes live on the context that owns the cancellation state, so contexts sharing it
-    (``with_value`` children) share the count."""
-    src = ctx._canceller()
-    return 0 if src is None else len(src._scopes or {})
 
 
 def _descendants(root: Context) -> list[Context]:
@@ -102,21 +94,6 @@ def _all_tasks() -> Iterator[trio.lowlevel.Task]:
         yield task
         for nursery in task.child_nurseries:
             todo.extend(nursery.child_tasks)
-
-
-def _scope_owners(tasks: Iterable[trio.lowlevel.Task]) -> dict[int, trio.lowlevel.Task]:
-    """Map id(CancelScope) -> the task running inside it. Reads trio's private cancel-status
-    chain; returns what it could (an empty map if trio's internals changed)."""
-    owners: dict[int, trio.lowlevel.Task] = {}
-    try:
-        for task in tasks:
-            status: Any = task._cancel_status
-            while status is not None:
-                owners.setdefault(id(status._scope), task)
-                status = status._parent
-    except AttributeError:  # pragma: no cover - trio internals moved
-        pass
-    return owners
 
 
 # -- the watch ----------------------------------------------------------------------------
@@ -147,9 +124,9 @@ class LeakWatch:
     def __init__(self, root: Context, kinds: Iterable[str], *, settle: float = 0.5) -> None:
         self.root = root
         self.kinds = frozenset(kinds)
-        unknown = self.kinds - KINDS
+        unknown = self.kinds - LEAK_KINDS
         if unknown:
-            raise ValueError(f"unknown leak kinds {sorted(unknown)}; use {sorted(KINDS)}")
+            raise ValueError(f"unknown leak kinds {sorted(unknown)}; use {sorted(LEAK_KINDS)}")
         self.settle = settle
         self._restore: list[Callable[[], None]] = []
         self._recorder: _SpawnRecorder | None = None
@@ -175,7 +152,7 @@ class LeakWatch:
             self._restore.append(lambda: trio.lowlevel.remove_instrument(recorder))
         if "threads" in self.kinds:
             self._threads_before = set(threading.enumerate())
-            self._busy_before = {t for t in self._threads_before if _trio_worker_busy(t)}
+            self._busy_before = {t for t in self._threads_before if trio_worker_busy(t)}
             self._patch(threading.Thread, "start", self._wrap_thread_start)
         if "processes" in self.kinds and procfs():
             self._procs = ProcessWatch()
@@ -264,9 +241,8 @@ class LeakWatch:
     def _thread_leaks(self) -> list[Leak]:
         out: list[Leak] = []
         for thread in threading.enumerate():
-            worker = _trio_worker(thread)
-            if worker is not None:
-                if thread in self._busy_before or not _trio_worker_busy(thread):
+            if is_trio_worker(thread):
+                if thread in self._busy_before or not trio_worker_busy(thread):
                     continue
                 what = f"trio worker thread {thread.name!r} is still running its job"
             elif thread in self._threads_before:
@@ -308,44 +284,24 @@ def _scope_leaks(contexts: list[Context], tasks: list[trio.lowlevel.Task]) -> li
     owners: dict[int, trio.lowlevel.Task] | None = None
     seen: set[int] = set()
     for ctx in contexts:
-        src = ctx._canceller()
-        if src is None or id(src) in seen:
+        canceller = canceller_of(ctx)
+        if canceller is None or id(canceller) in seen:
             continue
-        seen.add(id(src))
-        if not _open_scope_count(src):
+        seen.add(id(canceller))
+        scopes = bound_scopes(canceller)
+        if not scopes:
             continue
         if owners is None:
-            owners = _scope_owners(tasks)
-        for cs in list((src._scopes or {}).keys()):
+            owners = scope_owners(tasks)
+        for cs in scopes:
             task = owners.get(id(cs))
             holder = f"in task {task.name!r}" if task is not None else "outside any live task"
             out.append(
                 Leak(
                     "scopes",
-                    f"a scope bound to {src._label()} is still open {holder}",
+                    f"a scope bound to {label_of(canceller)} is still open {holder}",
                     None,
                     task_stack(task) if task is not None else None,
                 )
             )
     return out
-
-
-def _trio_worker(thread: threading.Thread) -> object | None:
-    """The trio ``WorkerThread`` that runs in ``thread`` (None: not a trio cache thread)."""
-    target = getattr(thread, "_target", None)
-    worker: object = getattr(target, "__self__", None)
-    if worker is not None and type(worker).__name__ == "WorkerThread":
-        return worker
-    return None
-
-
-def _trio_worker_busy(thread: threading.Thread) -> bool:
-    """True when ``thread`` is a trio cache thread that is running a job (not idle). Trio puts
-    a worker back in its idle set *before* delivering the job's result, so a thread whose
-    ``to_thread`` call has returned is already idle."""
-    worker = _trio_worker(thread)
-    if worker is None:
-        return False
-    from trio._core import _thread_cache  # private: the only record of idle workers
-
-    return worker not in _thread_cache.THREAD_CACHE._idle_workers

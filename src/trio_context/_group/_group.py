@@ -29,7 +29,6 @@ rest belongs in the trio thread.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager, nullcontext
@@ -38,19 +37,25 @@ from typing import Any, Final, TypeVarTuple, final
 import attrs
 import trio
 
-from ._base import check_parent
-from ._context import CancelContext, Context, after_func, current, with_cancel
-from ._errors import ContextError
-from ._grouperrors import GroupErrors, exception_group
+from .._core import (
+    CancelContext,
+    Context,
+    ContextError,
+    after_func,
+    check_parent,
+    current,
+    logger,
+    with_cancel,
+)
+from ._errors import GroupErrors, exception_group
 from ._slots import Slots, Ticket
 from ._spawn import Status, check_afn, check_options, coroutine_of
-from ._stuck import StuckTaskError, stuck_report
+from ._stuck import stuck_report
 
-__all__ = ["GroupStatistics", "StuckTaskError", "TaskGroup", "open_group"]
+__all__ = ["GroupStatistics", "TaskGroup", "open_group"]
 
 PosArgsT = TypeVarTuple("PosArgsT")
 
-logger: Final = logging.getLogger("trio_context")
 DEFAULT_GRACE: Final = 5.0
 
 
@@ -382,7 +387,3 @@ async def open_group(
         if caught is not None:
             raise caught
         gctx.check()
-
-
-for _obj in (open_group, TaskGroup, GroupStatistics):
-    _obj.__module__ = "trio_context"

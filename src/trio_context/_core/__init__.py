@@ -1,0 +1,67 @@
+"""The kernel: contexts, bound scopes, deadlines and after-funcs.
+
+Imports nothing from the rest of the package (``import-linter`` checks it). Inside, imports go
+one way, from the bottom up::
+
+    _errors, _common            errors, the lock, the logger, argument checks
+    _callbacks, _timers         an after_func entry; the per-run timer task
+    _state                      the CancelState protocol a context reads its canceller through
+    _scope                      Done and the binding of a context to a trio CancelScope
+    _context                    Context (read-only side), the roots, current()
+    _cancel                     CancelContext: cancel(), deadlines, the cancel walk
+    _after, _idle               after_func(); idle contexts (deadline machinery)
+    _constructors, _inspect     with_*(); read-only views for the toolkit
+
+This ``__init__`` is the core's API for the toolkit: the public names plus the few hooks the
+toolkit shares (argument checks, the clock check, the logger, inspection).
+"""
+
+from ._after import after_func
+from ._cancel import CancelContext
+from ._common import check_cause, check_number, check_seconds, clock_for, logger
+from ._constructors import (
+    cause,
+    with_cancel,
+    with_deadline,
+    with_timeout,
+    with_value,
+    without_cancel,
+)
+from ._context import Context, background, check_parent, current, todo
+from ._errors import ContextCancelled, ContextError, DeadlineExceeded
+from ._idle import IdleContext, IdleTimeout, with_idle_timeout
+from ._inspect import bound_scopes, canceller_of, label_of, label_parts, parent_of
+from ._scope import Done
+
+__all__ = [
+    "CancelContext",
+    "Context",
+    "ContextCancelled",
+    "ContextError",
+    "DeadlineExceeded",
+    "Done",
+    "IdleContext",
+    "IdleTimeout",
+    "after_func",
+    "background",
+    "bound_scopes",
+    "canceller_of",
+    "cause",
+    "check_cause",
+    "check_number",
+    "check_parent",
+    "check_seconds",
+    "clock_for",
+    "current",
+    "label_of",
+    "label_parts",
+    "logger",
+    "parent_of",
+    "todo",
+    "with_cancel",
+    "with_deadline",
+    "with_idle_timeout",
+    "with_timeout",
+    "with_value",
+    "without_cancel",
+]

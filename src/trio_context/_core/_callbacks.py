@@ -1,0 +1,49 @@
+"""An ``after_func`` registration: a callback run once, soon after its context is done.
+
+The entry is created by ``after_func()`` (``_after.py``), kept in its canceller's ``_after``
+list and dispatched by the cancel walk (``_cancel.py``) once nothing holds the core's lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+import trio
+
+from ._common import _lock, logger
+
+
+class AfterFunc:
+    """One callback: pending until dispatched or stopped, then never again."""
+
+    __slots__ = ("fn", "state", "token")
+
+    PENDING: Final = 0
+    STARTED: Final = 1
+    STOPPED: Final = 2
+
+    def __init__(self, fn: Callable[[], object], token: trio.lowlevel.TrioToken | None) -> None:
+        self.fn = fn
+        self.token = token  # the run it belongs to (None: registered outside trio)
+        self.state = self.PENDING
+
+    def dispatch(self) -> None:
+        """Start the call (once): in the registering run's trio thread, else right here."""
+        with _lock:
+            if self.state != self.PENDING:
+                return
+            self.state = self.STARTED
+        if self.token is not None:
+            try:
+                self.token.run_sync_soon(self.call)
+                return
+            except trio.RunFinishedError:
+                pass
+        self.call()
+
+    def call(self) -> None:
+        try:
+            self.fn()
+        except Exception:
+            logger.exception("after_func callback %r raised", self.fn)
