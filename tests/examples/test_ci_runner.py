@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-
 from ci_runner import cli, display, report
 from ci_runner.pipeline import Pipeline, PipelineError, parse_pipeline
 from ci_runner.runner import JobResult, StepResult
+from support import EXAMPLES
 
-DEMO = Path(__file__).resolve().parent.parent / "examples" / "ci_runner" / "demo.toml"
+DEMO = EXAMPLES / "ci_runner" / "demo.toml"
 
 
 def parse(text: str, tmp_path: Path) -> Pipeline:

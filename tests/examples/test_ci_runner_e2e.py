@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-RUNNER = ROOT / "examples" / "ci_runner"
+from support import EXAMPLES, ROOT, alive
+
+RUNNER = EXAMPLES / "ci_runner"
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
 
@@ -66,21 +67,6 @@ def wait_for(path: Path, text: str = "", timeout: float = 10) -> str:
                 return content
         time.sleep(0.02)
     raise AssertionError(f"{path.name} never showed {text!r}")
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, waiting for its parent or init to reap it, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return not Path("/proc").is_dir()  # gone, unless there is no /proc to tell
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def pids_in(tmp_path: Path) -> list[int]:

@@ -8,23 +8,19 @@ The HTTP API is in ``test_jobs_http.py``, the terminal demo in ``test_jobs_demo.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
 import trio_context as tc
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-
 from jobs.jobqueue import JobQueue, open_job_queue
 from jobs.model import JobEvent, JobInfo, JobSpec, QueueClosed, SpecError, UnknownJob
 from jobs.work import WORK, WORKER, Steps, output_for
+from support import child_pids, needs_proc
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
 
@@ -64,25 +60,9 @@ async def collect(
             events.append(event)
 
 
-def child_pids() -> set[int]:
-    """Live (not zombie) children of this process, from /proc."""
-    pids: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == os.getpid() and fields[0] != "Z":
-                pids.add(int(entry.name))
-    return pids
-
-
 def job_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if "trio_context.to_thread" in t.name]
 
-
-needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
 # -- states and transitions: async work on the autojump clock ---------------------------------
 

@@ -11,12 +11,12 @@ import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO = [sys.executable, str(ROOT / "examples" / "jobs"), "demo"]
+from support import EXAMPLES, ROOT
+
+DEMO = [sys.executable, str(EXAMPLES / "jobs"), "demo"]
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 

@@ -7,48 +7,29 @@ Waits are on events (the queue's streams, HTTP responses), bounded by ``trio.fai
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
 import trio_context as tc
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-
 from jobs.api import make_app
 from jobs.jobqueue import JobQueue, open_job_queue
+from support import serving
 
 httpx = pytest.importorskip("httpx")
-hypercorn_config = pytest.importorskip("hypercorn.config")
-hypercorn_trio = pytest.importorskip("hypercorn.trio")
+pytest.importorskip("hypercorn.trio")  # for serving()
 
 
 @asynccontextmanager
-async def serving(limit: int = 2) -> AsyncIterator[tuple[JobQueue, Any]]:
+async def serving_jobs(limit: int = 2) -> AsyncIterator[tuple[JobQueue, Any]]:
     """A queue, the API on an ephemeral port, and an httpx client for it."""
-    config = hypercorn_config.Config()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.errorlog = None
-    config.graceful_timeout = 1
-    stop = trio.Event()
     async with open_job_queue(tc.background(), limit=limit) as queue:
-        async with trio.open_nursery() as nursery:
-            binds = await nursery.start(
-                lambda task_status: hypercorn_trio.serve(
-                    make_app(queue), config, shutdown_trigger=stop.wait, task_status=task_status
-                )
-            )
-            try:
-                async with httpx.AsyncClient(base_url=binds[0]) as client:
-                    yield queue, client
-            finally:
-                stop.set()
+        async with serving(make_app(queue), graceful_timeout=1) as url:
+            async with httpx.AsyncClient(base_url=url) as client:
+                yield queue, client
         queue.destroy()
 
 
@@ -66,7 +47,7 @@ SPEC = {"kind": "async", "prompt": "a red fox", "steps": 4, "step_seconds": 0.02
 
 
 async def test_submit_list_get_cancel() -> None:
-    async with serving(limit=1) as (_, client):
+    async with serving_jobs(limit=1) as (_, client):
         created = await client.post("/jobs", json=SPEC)
         assert created.status_code == 201
         job = created.json()
@@ -92,7 +73,7 @@ async def test_submit_list_get_cancel() -> None:
 
 
 async def test_errors() -> None:
-    async with serving() as (queue, client):
+    async with serving_jobs() as (queue, client):
         bad = await client.post("/jobs", json={"kind": "gpu", "prompt": "x"})
         assert bad.status_code == 400 and "`kind` must be one of" in bad.json()["error"]
         assert (await client.post("/jobs", content=b"{nope")).status_code == 400
@@ -111,7 +92,7 @@ async def test_errors() -> None:
 
 
 async def test_progress_stream_until_done() -> None:
-    async with serving() as (_, client):
+    async with serving_jobs() as (_, client):
         job_id = (await client.post("/jobs", json=SPEC)).json()["id"]
         seen: list[tuple[str, str, int]] = []
         with trio.fail_after(5):
@@ -129,7 +110,7 @@ async def test_progress_stream_until_done() -> None:
 # collector, and trio's finalizer warns about them: theirs, not the API's.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_dropping_the_stream_does_not_cancel_the_job() -> None:
-    async with serving() as (queue, client):
+    async with serving_jobs() as (queue, client):
         spec = {**SPEC, "steps": 20, "step_seconds": 0.05}
         job_id = (await client.post("/jobs", json=spec)).json()["id"]
         with trio.fail_after(5):
@@ -146,7 +127,7 @@ async def test_dropping_the_stream_does_not_cancel_the_job() -> None:
 
 
 async def test_the_callers_deadline_bounds_waiting_not_the_job() -> None:
-    async with serving() as (queue, client):
+    async with serving_jobs() as (queue, client):
         spec = {**SPEC, "steps": 100, "step_seconds": 0.05}
         job_id = (await client.post("/jobs", json=spec)).json()["id"]
         started = trio.current_time()
@@ -167,7 +148,7 @@ async def test_the_callers_deadline_bounds_waiting_not_the_job() -> None:
 
 
 async def test_stream_of_all_jobs_ends_when_the_queue_is_done() -> None:
-    async with serving(limit=2) as (queue, client):
+    async with serving_jobs(limit=2) as (queue, client):
         ids = [(await client.post("/jobs", json={**SPEC, "prompt": str(i)})).json()["id"]
                for i in range(3)]
         finals: dict[str, str] = {}

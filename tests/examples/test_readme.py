@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+from support import ROOT
+
+README = ROOT / "README.md"
 
 
 def test_readme_example_runs_and_prints_what_it_says() -> None:

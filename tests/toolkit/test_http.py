@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ import trio
 import trio.testing
 
 import trio_context as tc
+from support import answering_lifespan, serving
 from trio_context.propagation import ContextMiddleware, httpx_transport
 
 Message = dict[str, Any]
@@ -202,49 +202,12 @@ def test_httpx_transport_rejects_unknown_header() -> None:
 
 try:
     import httpx
-    import hypercorn.config as hypercorn_config
-    import hypercorn.trio as hypercorn_trio
+    import hypercorn.trio  # noqa: F401  (serving() needs it)
 except ImportError:  # the optional extras are not installed
     HAVE_HTTP = False
 else:
     HAVE_HTTP = True
 needs_http = pytest.mark.skipif(not HAVE_HTTP, reason="needs httpx and hypercorn")
-
-
-async def with_lifespan(app: Any) -> Any:
-    async def outer(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "lifespan":
-            await app(scope, receive, send)
-            return
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    return outer
-
-
-@asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    app = await with_lifespan(app)
-    config = hypercorn_config.Config()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.errorlog = None
-    stop = trio.Event()
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(
-            lambda task_status: hypercorn_trio.serve(
-                app, config, shutdown_trigger=stop.wait, task_status=task_status
-            )
-        )
-        try:
-            yield binds[0]
-        finally:
-            stop.set()
 
 
 @needs_http
@@ -253,7 +216,7 @@ async def test_deadline_arrives_over_http() -> None:
         await ok(send, repr(tc.current().remaining()).encode())
 
     async with (
-        serving(ContextMiddleware(app)) as url,
+        serving(answering_lifespan(ContextMiddleware(app))) as url,
         httpx.AsyncClient(transport=httpx_transport()) as client,
     ):
         ctx = tc.with_timeout(tc.background(), 5)
@@ -272,7 +235,7 @@ async def test_ms_header_and_baggage_over_http() -> None:
 
     transport = httpx_transport(header="x-envoy-expected-rq-timeout-ms", baggage=["tenant"])
     async with (
-        serving(ContextMiddleware(app, baggage=["tenant"])) as url,
+        serving(answering_lifespan(ContextMiddleware(app, baggage=["tenant"]))) as url,
         httpx.AsyncClient(transport=transport) as client,
     ):
         ctx = tc.with_value(tc.with_timeout(tc.background(), 7), "tenant", "acme co")
@@ -297,7 +260,7 @@ async def test_client_disconnect_cancels_the_handler_quickly() -> None:
                 handler_done.set()
 
     async with (
-        serving(ContextMiddleware(app)) as url,
+        serving(answering_lifespan(ContextMiddleware(app))) as url,
         httpx.AsyncClient(transport=httpx_transport()) as client,
     ):
         ctx = tc.with_cancel(tc.background())

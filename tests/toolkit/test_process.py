@@ -19,25 +19,10 @@ import pytest
 import trio
 
 import trio_context as tc
+from support import live_members, needs_proc
 from trio_context import ProcessFailed, ProcessResult, run_process
 
-pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc")
-
-
-def live_members(pgid: int) -> list[int]:
-    """Pids of the non-zombie processes in process group ``pgid``."""
-    found: list[int] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path("/proc", entry, "stat").read_bytes()
-        except OSError:
-            continue
-        state, _ppid, pgrp = stat[stat.rfind(b")") + 2 :].split()[:3]
-        if int(pgrp) == pgid and state != b"Z":
-            found.append(int(entry))
-    return found
+pytestmark = needs_proc
 
 
 def assert_nothing_left(result: ProcessResult) -> None:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
 import textwrap
 from typing import Protocol
@@ -14,6 +13,7 @@ import trio
 import trio.testing
 
 import trio_context as tc
+from support import child_pids
 from trio_context.testing import advance_to_deadline, cancel_from_thread
 
 pytest_plugins = ["pytester"]
@@ -518,12 +518,4 @@ async def test_cancel_from_thread_cancels_in_a_foreign_thread() -> None:
 def test_no_process_is_left_by_these_tests() -> None:
     # The inner sessions' reaper fixtures killed what they leaked.
     if sys.platform == "linux":
-        me = str(os.getpid())
-        for pid in os.listdir("/proc"):
-            if pid.isdigit():
-                try:
-                    with open(f"/proc/{pid}/stat") as f:
-                        fields = f.read().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                assert not (fields[1] == me and fields[0] != "Z"), f"child {pid} left running"
+        assert child_pids() == set(), "children left running"

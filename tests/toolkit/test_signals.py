@@ -11,16 +11,16 @@ import pickle
 import signal
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
 import trio_context as tc
+from support import PROGRAMS
 from trio_context import SignalReceived, hard_context, open_signal_context, run_process
 
-CHILD = Path(__file__).parent / "programs" / "signal_child.py"
+CHILD = PROGRAMS / "signal_child.py"
 
 
 async def run_child(*args: str, sends: dict[str, int]) -> tuple[list[str], int]:
