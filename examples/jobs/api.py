@@ -103,8 +103,9 @@ class JobsApp:
                 if mode not in CANCEL_MODES:
                     raise HTTPError(400, f"mode must be 'safe' or 'now', not {mode!r}")
                 accepted = self.queue.cancel(known(job_id, self.queue), mode)
-                await send_json(send, 200, {"accepted": accepted,
-                                            "job": self.queue.get(job_id).to_json()})
+                await send_json(
+                    send, 200, {"accepted": accepted, "job": self.queue.get(job_id).to_json()}
+                )
             case ["jobs", job_id, "events"]:
                 allow(method, "GET")
                 await self.stream(send, known(job_id, self.queue))
@@ -120,20 +121,35 @@ class JobsApp:
         fields = dict(cast("dict[str, object]", body))
         timeout, stall_timeout = fields.pop("timeout", None), fields.pop("stall_timeout", None)
         try:
-            job_id = self.queue.submit(JobSpec.from_json(fields), timeout=seconds(timeout),
-                                       stall_timeout=seconds(stall_timeout))
+            job_id = self.queue.submit(
+                JobSpec.from_json(fields),
+                timeout=seconds(timeout),
+                stall_timeout=seconds(stall_timeout),
+            )
         except SpecError as exc:
             raise HTTPError(400, str(exc)) from None
         except QueueClosed as exc:
             raise HTTPError(503, str(exc)) from None
-        await send_json(send, 201, self.queue.get(job_id).to_json(),
-                        headers=[(b"location", f"/jobs/{job_id}".encode())])
+        await send_json(
+            send,
+            201,
+            self.queue.get(job_id).to_json(),
+            headers=[(b"location", f"/jobs/{job_id}".encode())],
+        )
 
     async def stream(self, send: Send, job_id: str | None) -> None:
         """Server-sent events until the stream ends, the client leaves or its deadline passes."""
         with self.queue.subscribe(job_id) as events:
-            await send({"type": "http.response.start", "status": 200, "headers": [
-                (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/event-stream"),
+                        (b"cache-control", b"no-cache"),
+                    ],
+                }
+            )
             try:
                 # Waiting for the next event is where the request's context (the middleware's
                 # scope, not the job's context) interrupts the stream at the caller's deadline
@@ -141,11 +157,13 @@ class JobsApp:
                 async for event in events:
                     data = json.dumps(event.job.to_json())
                     chunk = f"event: {event.type}\ndata: {data}\n\n".encode()
-                    await unhurried(send, {"type": "http.response.body", "body": chunk,
-                                           "more_body": True})
+                    await unhurried(
+                        send, {"type": "http.response.body", "body": chunk, "more_body": True}
+                    )
             finally:
-                await unhurried(send, {"type": "http.response.body", "body": b"",
-                                       "more_body": False})
+                await unhurried(
+                    send, {"type": "http.response.body", "body": b"", "more_body": False}
+                )
 
 
 async def unhurried(send: Send, message: Message) -> None:
@@ -202,9 +220,17 @@ async def send_json(
     send: Send, status: int, body: object, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     data = json.dumps(body, allow_nan=False, default=str).encode() + b"\n"
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-        *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": data, "more_body": False})
 
 
@@ -217,4 +243,3 @@ async def lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
-

@@ -35,8 +35,9 @@ from .jobqueue import open_job_queue
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python examples/jobs",
-                                     description="A generation job queue built on trio_context.")
+    parser = argparse.ArgumentParser(
+        prog="python examples/jobs", description="A generation job queue built on trio_context."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the terminal demo")
     demo.add_argument("--limit", type=int, default=2, help="jobs running at once (default 2)")
@@ -44,8 +45,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
     serve.add_argument("--limit", type=int, default=2, help="jobs running at once (default 2)")
-    serve.add_argument("--grace", type=float, default=30.0,
-                       help="seconds running jobs get after the first Ctrl-C (default 30)")
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds running jobs get after the first Ctrl-C (default 30)",
+    )
     args = parser.parse_args(argv)
     if args.limit < 1:
         parser.error("--limit must be at least 1")
@@ -89,8 +94,9 @@ async def serve(host: str, port: int, limit: int, grace: float) -> int:
             with jobs_ctx.move_on():
                 async with trio.open_nursery() as nursery:
                     binds = await nursery.start(serve_app, app, config, soft)
-                    print(f"jobs: serving on {binds[0]} (Ctrl-C: close, twice: destroy)",
-                          flush=True)
+                    print(
+                        f"jobs: serving on {binds[0]} (Ctrl-C: close, twice: destroy)", flush=True
+                    )
         print("jobs: stopped", flush=True)
     return 0
 

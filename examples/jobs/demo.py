@@ -34,10 +34,11 @@ DEMO_JOBS: tuple[tuple[JobSpec, dict[str, float]], ...] = (
     (JobSpec(kind="process", prompt="a river delta", steps=6, step_seconds=0.15), {}),
     (JobSpec(kind="async", prompt="a pine forest", steps=8, step_seconds=0.1), {}),
     (JobSpec(kind="process", prompt="a busy harbour", steps=20, step_seconds=0.1), {}),
-    (JobSpec(kind="async", prompt="a stuck sampler", steps=8, step_seconds=0.1, hang_at=3),
-     {"stall_timeout": 0.5}),
-    (JobSpec(kind="thread", prompt="a slow desert", steps=10, step_seconds=0.1),
-     {"timeout": 0.35}),
+    (
+        JobSpec(kind="async", prompt="a stuck sampler", steps=8, step_seconds=0.1, hang_at=3),
+        {"stall_timeout": 0.5},
+    ),
+    (JobSpec(kind="thread", prompt="a slow desert", steps=10, step_seconds=0.1), {"timeout": 0.35}),
 )
 SAFE_CANCEL_AT = ("job-2", 3)  # (job, step): cancel it safely once it reports that step
 NOW_CANCEL_AT = ("job-5", 2)
@@ -80,8 +81,10 @@ def format_final(jobs: Sequence[JobInfo]) -> str:
     lines = ["final states:"]
     for job in jobs:
         progress = f"{job.step}/{job.steps}"
-        lines.append(f"  {job.id:<6} {job.spec.kind:<8} {job.state:<10} {progress:>6} "
-                     f"{job.percent:>4}%  {job.reason or ''}".rstrip())
+        lines.append(
+            f"  {job.id:<6} {job.spec.kind:<8} {job.state:<10} {progress:>6} "
+            f"{job.percent:>4}%  {job.reason or ''}".rstrip()
+        )
     return "\n".join(lines)
 
 
@@ -98,8 +101,12 @@ class PlainView:
 
     def show(self, job: JobInfo) -> None:
         detail = f" ({job.reason})" if job.reason else ""
-        print(f"{job.id} {job.spec.kind:<7} {job.state:<10} [{bar(job)}] {job.percent:3}% "
-              f"{job.step}/{job.steps}{detail}", file=self.out, flush=True)
+        print(
+            f"{job.id} {job.spec.kind:<7} {job.state:<10} [{bar(job)}] {job.percent:3}% "
+            f"{job.step}/{job.steps}{detail}",
+            file=self.out,
+            flush=True,
+        )
 
     def note(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -126,11 +133,18 @@ class LiveView:
 
     def line(self, job: JobInfo) -> str:
         reason = f"  {job.reason}" if job.reason else ""
-        plain = (f"{job.id:<6} {job.spec.kind:<7} {job.state:<10} [{bar(job)}] {job.percent:3}% "
-                 f"{job.step:>2}/{job.steps:<2}{reason}")
+        plain = (
+            f"{job.id:<6} {job.spec.kind:<7} {job.state:<10} [{bar(job)}] {job.percent:3}% "
+            f"{job.step:>2}/{job.steps:<2}{reason}"
+        )
         plain = plain[: shutil.get_terminal_size().columns - 1]  # a wrapped line breaks redraws
-        colour = {"done": "32", "failed": "31", "cancelled": "35", "cancelling": "33",
-                  "running": "36"}.get(job.state, "2")
+        colour = {
+            "done": "32",
+            "failed": "31",
+            "cancelled": "35",
+            "cancelling": "33",
+            "running": "36",
+        }.get(job.state, "2")
         start = len(f"{job.id:<6} {job.spec.kind:<7} ")
         end = start + len(job.state)
         return f"{plain[:start]}\x1b[{colour}m{plain[start:end]}\x1b[0m{plain[end:]}"
@@ -141,4 +155,3 @@ class LiveView:
 
     def close(self) -> None:
         self.out.flush()
-

@@ -99,4 +99,3 @@ class Subscription:
             await self._wakeup.wait()
         job_id = next(iter(self._pending))
         return self._pending.pop(job_id)
-

@@ -399,8 +399,10 @@ class JobQueue:
 
     def __repr__(self) -> str:
         s = self.statistics()
-        return (f"<JobQueue limit {s.limit}: {s.queued} queued, {s.running} running, "
-                f"{s.finished} finished{', closed' if s.closed else ''}>")
+        return (
+            f"<JobQueue limit {s.limit}: {s.queued} queued, {s.running} running, "
+            f"{s.finished} finished{', closed' if s.closed else ''}>"
+        )
 
 
 def _check_timeout(name: str, value: object) -> None:
@@ -445,8 +447,15 @@ async def open_job_queue(
     queue_ctx = tc.with_cancel(ctx)
     failure: BaseException | None = None
     async with trio.open_nursery() as nursery:
-        queue = JobQueue(queue_ctx, nursery, limit=limit, work=WORK if work is None else work,
-                         cache_size=cache_size, keep_finished=keep_finished, grace=grace)
+        queue = JobQueue(
+            queue_ctx,
+            nursery,
+            limit=limit,
+            work=WORK if work is None else work,
+            cache_size=cache_size,
+            keep_finished=keep_finished,
+            grace=grace,
+        )
         stop_watching = tc.after_func(ctx, queue.destroy)
         try:
             yield queue

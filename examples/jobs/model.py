@@ -37,8 +37,9 @@ def _positive_int(name: str, value: object, *, allow_zero: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"`{name}` must be an integer, not {type(value).__name__}")
     if value < 0 or (value == 0 and not allow_zero):
-        raise SpecError(f"`{name}` must be {'non-negative' if allow_zero else 'positive'}, "
-                        f"got {value}")
+        raise SpecError(
+            f"`{name}` must be {'non-negative' if allow_zero else 'positive'}, got {value}"
+        )
     return value
 
 

@@ -130,8 +130,16 @@ async def process_steps(ctx: tc.Context, spec: JobSpec, steps: Steps) -> None:
             if steps.stop.done.is_set():
                 proc_ctx.cancel(stopped_safely)  # SIGTERM right after a finished step
 
-    command = [sys.executable, str(WORKER), "--prompt", spec.prompt, "--steps", str(spec.steps),
-               "--step-seconds", str(spec.step_seconds)]
+    command = [
+        sys.executable,
+        str(WORKER),
+        "--prompt",
+        spec.prompt,
+        "--steps",
+        str(spec.steps),
+        "--step-seconds",
+        str(spec.step_seconds),
+    ]
     for option, value in (("--hang-at", spec.hang_at), ("--fail-at", spec.fail_at)):
         if value is not None:
             command += [option, str(value)]

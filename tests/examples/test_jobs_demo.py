@@ -60,8 +60,9 @@ def test_demo_prints_the_expected_final_states() -> None:
 def interrupted_demo(signals: int) -> tuple[int, str]:
     """Start the demo; once a step of job-2 is done, send SIGINT; with ``signals=2``, another
     one once the first has closed the queue (two at once would merge into one); finish."""
-    proc = subprocess.Popen(DEMO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT)
+    proc = subprocess.Popen(
+        DEMO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
     assert proc.stdout is not None
     seen: list[str] = []
     try:
@@ -99,5 +100,8 @@ def test_second_ctrl_c_destroys() -> None:
     rows = final_states(stdout)
     assert rows["job-1"][1] == "cancelled" and rows["job-2"][1] == "cancelled"
     # the hard context's cause, or destroy()'s, whichever the job saw first
-    assert re.fullmatch(r"(received SIGINT: forcing stop|queue destroyed), stopped after step \d "
-                        r"of 8", rows["job-1"][2])
+    assert re.fullmatch(
+        r"(received SIGINT: forcing stop|queue destroyed), stopped after step \d "
+        r"of 8",
+        rows["job-1"][2],
+    )

@@ -132,14 +132,16 @@ async def test_the_callers_deadline_bounds_waiting_not_the_job() -> None:
         job_id = (await client.post("/jobs", json=spec)).json()["id"]
         started = trio.current_time()
         with trio.fail_after(5):
-            waited = await client.get(f"/jobs/{job_id}", params={"wait": "1"},
-                                      headers={"grpc-timeout": "300m"})
+            waited = await client.get(
+                f"/jobs/{job_id}", params={"wait": "1"}, headers={"grpc-timeout": "300m"}
+            )
         assert waited.status_code == 504  # the long poll gave up at the caller's deadline
         assert 0.25 <= trio.current_time() - started < 2
         with trio.fail_after(5):
             seen = 0
-            async with client.stream("GET", f"/jobs/{job_id}/events",
-                                     headers={"x-envoy-expected-rq-timeout-ms": "300"}) as resp:
+            async with client.stream(
+                "GET", f"/jobs/{job_id}/events", headers={"x-envoy-expected-rq-timeout-ms": "300"}
+            ) as resp:
                 async for _ in sse_events(resp):  # ends at the deadline, cleanly
                     seen += 1
         assert seen >= 1
@@ -149,8 +151,10 @@ async def test_the_callers_deadline_bounds_waiting_not_the_job() -> None:
 
 async def test_stream_of_all_jobs_ends_when_the_queue_is_done() -> None:
     async with serving_jobs(limit=2) as (queue, client):
-        ids = [(await client.post("/jobs", json={**SPEC, "prompt": str(i)})).json()["id"]
-               for i in range(3)]
+        ids = [
+            (await client.post("/jobs", json={**SPEC, "prompt": str(i)})).json()["id"]
+            for i in range(3)
+        ]
         finals: dict[str, str] = {}
         with trio.fail_after(5):
             async with client.stream("GET", "/events") as response:
