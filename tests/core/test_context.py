@@ -7,6 +7,7 @@ import math
 import threading
 import tracemalloc
 import weakref
+from collections.abc import Callable
 
 import pytest
 import trio
@@ -181,9 +182,14 @@ def test_contexts_make_no_reference_cycles() -> None:
     gc.disable()
     try:
         root = tc.with_cancel(tc.background())
-        refs = [weakref.ref(root)]
+        refs: list[weakref.ref[tc.Context]] = [weakref.ref(root)]
         ctx: tc.Context = root
-        for make in (tc.with_cancel, lambda p: tc.with_value(p, "k", 1), tc.without_cancel):
+        makers: list[Callable[[tc.Context], tc.Context]] = [
+            tc.with_cancel,
+            lambda p: tc.with_value(p, "k", 1),
+            tc.without_cancel,
+        ]
+        for make in makers:
             ctx = make(ctx)
             assert ctx.done is ctx.done
             refs.append(weakref.ref(ctx))
@@ -457,14 +463,14 @@ def test_cancelling_a_deep_chain_does_not_recurse() -> None:
         (lambda: tc.with_value("ctx", "k", 1), TypeError, "`parent` must be"),  # type: ignore[arg-type]
         (lambda: tc.without_cancel(42), TypeError, "not int"),  # type: ignore[arg-type]
         (lambda: tc.with_value(tc.background(), None, 1), TypeError, "`key` must not be None"),
-        (lambda: tc.with_value(tc.background(), [], 1), TypeError, "`key` must be hashable"),
+        (lambda: tc.with_value(tc.background(), [], 1), TypeError, "`key` must be hashable"),  # type: ignore[arg-type]
         (lambda: tc.after_func(object(), print), TypeError, "`ctx` must be"),  # type: ignore[arg-type]
         (lambda: tc.after_func(tc.background(), 3), TypeError, "`fn` must be callable"),  # type: ignore[arg-type]
         (
-            lambda: tc.with_cancel(tc.background()).cancel("why"),
+            lambda: tc.with_cancel(tc.background()).cancel("why"),  # type: ignore[arg-type]
             TypeError,
             "`cause` must be an exception",
-        ),  # type: ignore[arg-type]
+        ),
         (lambda: tc.Context(), TypeError, "not constructed directly"),
         (lambda: tc.with_timeout(tc.background(), 1), RuntimeError, "needs a running trio loop"),
         (lambda: tc.with_deadline(tc.background(), 1), RuntimeError, "needs a running trio loop"),

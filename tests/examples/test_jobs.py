@@ -525,7 +525,7 @@ async def test_the_worker_gets_the_jobs_deadline_and_stops_itself(ctx: tc.Cancel
 
 @needs_proc
 async def test_destroy_leaves_no_task_thread_or_process(ctx: tc.CancelContext) -> None:
-    before = len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks)
+    before = len(_root_tasks())
     async with open_job_queue(ctx, limit=3, grace=0.5) as queue:
         ids = [
             queue.submit(spec(kind, kind, steps=1000, step_seconds=0.05))
@@ -541,4 +541,10 @@ async def test_destroy_leaves_no_task_thread_or_process(ctx: tc.CancelContext) -
         assert queue._nursery.child_tasks == set()
     assert [queue.get(i).state for i in ids] == ["cancelled"] * 4
     assert job_threads() == [] and child_pids() == set()
-    assert len(trio.lowlevel.current_root_task().child_nurseries[0].child_tasks) == before
+    assert len(_root_tasks()) == before
+
+
+def _root_tasks() -> frozenset[trio.lowlevel.Task]:
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    return root.child_nurseries[0].child_tasks

@@ -185,7 +185,7 @@ async def test_middleware_passes_other_scopes_through() -> None:
     async def receive() -> Message:
         raise AssertionError("not called")
 
-    async def send(message: Message) -> None:
+    async def send(message: Any) -> None:
         raise AssertionError("not called")
 
     await ContextMiddleware(app)({"type": "lifespan"}, receive, send)
