@@ -35,10 +35,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Run the steps of a TOML pipeline file (see the README of the example).",
         epilog="Exit codes: 0 passed, 1 failed, 130 cancelled, 2 bad pipeline file.",
     )
-    parser.add_argument("pipeline", type=Path, help="the pipeline file (TOML)")
+    parser.add_argument(
+        "pipeline", type=Path, help="the pipeline file (TOML, or a GitLab CI .yml/.yaml file)"
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the result as JSON")
     parser.add_argument(
         "--dry-run", action="store_true", help="check the file, print the plan, run nothing"
+    )
+    parser.add_argument(
+        "--job",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="GitLab CI files: run only this job (repeat for more; not the jobs it needs)",
     )
     parser.add_argument(
         "--max-lines",
@@ -55,12 +64,21 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = parse_args(argv)
     try:
-        pipeline = load_pipeline(args.pipeline)
+        pipeline, plan, stopped = load_file(args.pipeline, args.job)
     except PipelineError as exc:
         print(f"ci_runner: bad pipeline file, nothing was run:\n{exc.format()}", file=sys.stderr)
         return 2
+    except _Usage as exc:
+        print(f"ci_runner: {exc}", file=sys.stderr)
+        return 2
     if args.dry_run:
-        print(format_plan(pipeline))
+        print(plan or format_plan(pipeline))
+        return 0
+    if stopped is not None or not pipeline.steps:
+        print(f"ci_runner: nothing to run: {stopped or 'rules leave every job out'}", flush=True)
+        if args.json is not None:
+            document = {"status": "passed", "duration": 0.0, "steps": [], "reason": stopped}
+            args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         return 0
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="replace")  # a step's odd bytes must not stop the runner
@@ -76,6 +94,28 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"ci_runner: cannot write {args.json}: {exc}", file=sys.stderr)
     return result.exit_code
+
+
+class _Usage(Exception):
+    """Arguments that do not fit the file (exit code 2)."""
+
+
+def load_file(path: Path, jobs: list[str]) -> tuple[Pipeline, str | None, str | None]:
+    """Load a TOML pipeline, or compile a GitLab CI file (PyYAML imported only then).
+
+    Returns the pipeline, its ``--dry-run`` text when it has its own, and why ``workflow: rules``
+    keep a GitLab pipeline from running (``None``: it runs).
+    """
+    if path.suffix not in (".yml", ".yaml"):
+        if jobs:
+            raise _Usage("--job works with GitLab CI files (.yml); a TOML file runs every step")
+        return load_pipeline(path), None, None
+    try:
+        from .gitlab import format_gitlab_plan, load_gitlab
+    except ImportError as exc:
+        raise _Usage(f"GitLab CI files need PyYAML ({exc}): pip install -e '.[test]'") from exc
+    compiled = load_gitlab(path, jobs)
+    return compiled.pipeline, format_gitlab_plan(compiled), compiled.stopped
 
 
 async def run_job(pipeline: Pipeline, max_lines: int) -> JobResult:

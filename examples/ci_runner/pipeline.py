@@ -92,11 +92,43 @@ class Job:
 
 
 @attrs.frozen
+class StepExtras:
+    """What a GitLab CI job adds to a step (``None`` for TOML steps); see ``extras.py``.
+
+    ``after``: jobs of earlier stages; the step waits for them and a failure among them (or
+    before them) skips an ``on_success`` job, but a skipped one does not. ``needs`` of the step are
+    GitLab's ``needs`` (a skipped need skips the job unless it is in ``optional``). ``when`` is
+    GitLab's; ``skip`` a reason never to run (``when: manual``). ``commands`` are
+    ``before_script`` then ``script``, run in one shell that stops at the first failing one (the
+    step's ``run`` shows them). ``after_script`` runs in its own
+    shell under ``tc.cleanup`` with ``after_script_timeout``, whatever the job's end.
+    ``allow_exit_codes``: exit codes that count as an allowed failure. ``retry`` attempts more
+    when the failure is one of ``retry_when``. ``dotenv``: files the job writes (read when it
+    passed); ``dotenv_from``: the jobs whose dotenv variables it gets.
+    """
+
+    stage: str
+    when: Literal["on_success", "on_failure", "always", "manual"] = "on_success"
+    after: tuple[str, ...] = ()
+    optional: frozenset[str] = frozenset()
+    skip: str | None = None
+    commands: tuple[str, ...] = ()
+    after_script: tuple[str, ...] = ()
+    after_script_timeout: float = 300.0
+    allow_exit_codes: frozenset[int] = frozenset()
+    retry: int = 0
+    retry_when: frozenset[str] = frozenset({"always"})
+    retry_exit_codes: frozenset[int] = frozenset()
+    dotenv: tuple[str, ...] = ()
+    dotenv_from: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class Step:
     """One ``[[steps]]`` table, checked; ``cwd`` is absolute, ``cwd_text`` as written.
 
     ``idle_timeout`` is the ``idle-timeout`` key: seconds without output before the step is
-    stopped, ``None`` for no limit.
+    stopped, ``None`` for no limit. ``extras`` is set for a job of a GitLab CI file.
     """
 
     name: str
@@ -110,11 +142,18 @@ class Step:
     condition: Condition
     line: int | None
     idle_timeout: float | None = None
+    extras: StepExtras | None = None
 
     @property
     def is_cleanup(self) -> bool:
-        """Steps with an ``if`` other than ``success()`` run under a cleanup context."""
-        return self.condition != "success()"
+        """Steps with an ``if`` other than ``success()`` run under a cleanup context (TOML only:
+        a GitLab job is cancelled like any other; its ``after_script`` is its cleanup)."""
+        return self.condition != "success()" and self.extras is None
+
+    @property
+    def waits_for(self) -> tuple[str, ...]:
+        """The steps that must finish before this one starts: its needs, then its stage order."""
+        return self.needs if self.extras is None else (*self.needs, *self.extras.after)
 
 
 @attrs.frozen
@@ -135,12 +174,12 @@ class Pipeline:
     def upstream(self, name: str) -> list[str]:
         """Return every step ``name`` needs, directly or not, in file order."""
         seen: set[str] = set()
-        todo = list(self.step(name).needs)
+        todo = list(self.step(name).waits_for)
         while todo:
             need = todo.pop()
             if need not in seen:
                 seen.add(need)
-                todo.extend(self.step(need).needs)
+                todo.extend(self.step(need).waits_for)
         return [s.name for s in self.steps if s.name in seen]
 
     def stages(self) -> list[list[Step]]:

@@ -93,6 +93,7 @@ def to_json(result: JobResult) -> dict[str, Any]:
                 "exit_code": step.exit_code,
                 "duration": round(step.duration, 3),
                 "cause": step.detail or step.cause,
+                **({} if step.stage is None else {"stage": step.stage}),
             }
             for step in result.steps
         ],

@@ -51,7 +51,8 @@ import trio
 
 import trio_context as tc
 
-from .pipeline import Pipeline, Step
+from . import extras
+from .pipeline import Pipeline, Step, StepExtras
 
 StepStatus: TypeAlias = Literal["passed", "failed", "timed_out", "cancelled", "skipped"]
 JobStatus: TypeAlias = Literal["passed", "failed", "cancelled"]
@@ -98,6 +99,7 @@ class StepResult:
     cause: str | None = None
     detail: str | None = None
     continue_on_error: bool = False
+    stage: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -163,6 +165,7 @@ class _JobRun:
         self.finished = {step.name: trio.Event() for step in pipeline.steps}
         self.results: dict[str, StepResult] = {}
         self.env = {**os.environ, **pipeline.job.env}
+        self.dotenv: dict[str, dict[str, str]] = {}  # GitLab dotenv reports, by job
 
     async def run(self) -> JobResult:
         start = trio.current_time()
@@ -225,19 +228,31 @@ class _JobRun:
             )
 
     async def step_task(self, step: Step) -> None:
-        for need in step.needs:
+        for need in step.waits_for:
             await self.finished[need].wait()
-        skip_reason = self.skip_reason(step)
-        if skip_reason is not None:
-            result = StepResult(step.name, "skipped", cause=skip_reason)
+        ended = self.ends_without_running(step)
+        if ended is not None:
+            result = ended
         elif self.hard is not None and self.hard.done.is_set():
             result = StepResult(step.name, "cancelled", cause="forced stop before it started")
         else:
             result = await self.run_step(step)
-        result.continue_on_error = step.continue_on_error
+        result.continue_on_error = extras.allowed(step, result)
+        result.stage = step.extras.stage if step.extras is not None else None
         self.results[step.name] = result
         self.reporter.step_finished(result)
         self.finished[step.name].set()
+
+    def ends_without_running(self, step: Step) -> StepResult | None:
+        """Return how ``step`` ends without running (GitLab's rules or its ``if``), or ``None``."""
+        if step.extras is not None:
+            upstream = self.pipeline.upstream(step.name)
+            decision = extras.decide(step, step.extras, self.job_state(), self.results, upstream)
+            return (
+                None if decision is None else StepResult(step.name, decision[0], cause=decision[1])
+            )
+        reason = self.skip_reason(step)
+        return None if reason is None else StepResult(step.name, "skipped", cause=reason)
 
     def skip_reason(self, step: Step) -> str | None:
         """Return why ``step`` must not run (its ``if`` is false), or ``None`` to run it."""
@@ -269,6 +284,71 @@ class _JobRun:
         return tc.with_cancel(self.job)
 
     async def run_step(self, step: Step) -> StepResult:
+        """Run ``step``; a GitLab job also gets its ``after_script``, ``retry`` and dotenv."""
+        if step.extras is None:
+            return await self.run_attempt(step)
+        attempt = 0
+        while True:
+            result = await self.run_attempt(step)
+            await self.after_script(step, step.extras, result)
+            if not extras.should_retry(step.extras, result, attempt):
+                break
+            attempt += 1
+            self.reporter.step_output(
+                step.name,
+                "stderr",
+                f"{_past(result.status)}: retry {attempt} of {step.extras.retry}",
+            )
+        if result.status == "passed":
+            found: dict[str, str] = {}
+            for name in step.extras.dotenv:
+                found.update(extras.read_dotenv(step.cwd / name))
+            self.dotenv[step.name] = found
+        return result
+
+    async def after_script(self, step: Step, job: StepExtras, result: StepResult) -> None:
+        """Run the job's ``after_script`` in its own shell, under a cleanup context with its own
+        budget (a cancel or a timeout of the job does not stop it; a forced stop does). Its
+        failure is shown and changes nothing."""
+        if not job.after_script:
+            return
+        status = extras.JOB_STATUS[result.status]
+        self.reporter.step_output(step.name, "stdout", f"after_script (CI_JOB_STATUS={status})")
+        ctx = tc.cleanup(self.job, job.after_script_timeout)
+        try:
+            done = await tc.run_process(
+                tc.with_value(ctx, StepKey(step.name), step),
+                ["sh", "-c", extras.shell_script(job.after_script)],
+                grace=GRACE,
+                capture=False,
+                on_line=lambda stream, line: self.reporter.step_output(step.name, stream, line),
+                env={**self.step_env(step), "CI_JOB_STATUS": status},
+                cwd=step.cwd,
+            )
+        except (tc.ContextError, OSError) as exc:
+            problem: str | None = f"did not run ({exc})"
+        else:
+            problem = None
+            if done.outcome != "exited":
+                problem = f"stopped ({short_cause(ctx.cause)})"
+            elif done.returncode != 0:
+                problem = f"exit code {done.returncode} (ignored)"
+        finally:
+            ctx.cancel()
+        if problem is not None:
+            self.reporter.step_output(step.name, "stderr", f"after_script {problem}")
+
+    def step_env(self, step: Step) -> dict[str, str]:
+        """Return the environment of ``step``: the runner's, the job's, its own, and for a GitLab
+        job the dotenv variables of the jobs it gets artifacts from."""
+        env = {**self.env, **step.env, "CI_RUNNER_STEP": step.name}
+        if step.extras is not None:
+            for name in step.extras.dotenv_from:
+                env.update(self.dotenv.get(name, {}))
+            env["CI_JOB_STATUS"] = "running"
+        return env
+
+    async def run_attempt(self, step: Step) -> StepResult:
         ctx = self.step_context(step)
         self.reporter.step_started(step)
         stop_watch = tc.after_func(ctx, lambda: self.reporter.step_stopping(step.name))
@@ -290,11 +370,15 @@ class _JobRun:
             # a forced stop (the second Ctrl-C) also ends at once.
             result = await tc.run_process(
                 tc.with_value(ctx, StepKey(step.name), step),  # names the step in format_tree
-                ["sh", "-c", step.run],
+                [
+                    "sh",
+                    "-c",
+                    step.run if step.extras is None else extras.shell_script(step.extras.commands),
+                ],
                 grace=GRACE,
                 capture=False,
                 on_line=on_line,
-                env={**self.env, **step.env, "CI_RUNNER_STEP": step.name},
+                env=self.step_env(step),
                 cwd=step.cwd,
                 idle_timeout=step.idle_timeout,
             )
