@@ -91,6 +91,7 @@ def load_config(file: Path, problems: list[Problem]) -> Config | None:
         if name in GLOBAL_KEYS or name in DEPRECATED_GLOBALS:
             continue
         if isinstance(value, Map):
+            value.where = top.at(name)  # a job is where its name is written
             raw_jobs[name] = value
         elif not name.startswith("."):
             problems.append(
