@@ -8,7 +8,6 @@ pids) that the tests read afterwards; the only waiting is bounded polling for a 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,10 +20,11 @@ from typing import Any
 
 import pytest
 
+from support import EXAMPLES, ROOT, alive
+
 pytest.importorskip("yaml")
 
-ROOT = Path(__file__).resolve().parent.parent
-RUNNER = ROOT / "examples" / "ci_runner"
+RUNNER = EXAMPLES / "ci_runner"
 DEMO = RUNNER / "gitlab" / ".gitlab-ci.yml"
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX shells and signals")
@@ -72,18 +72,6 @@ def wait_for(path: Path, timeout: float = 15) -> None:
     while not path.exists():
         assert time.monotonic() < deadline, f"{path.name} never appeared"
         time.sleep(0.02)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return not Path("/proc").is_dir()
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 # -- stages, needs, when ----------------------------------------------------------------------

@@ -6,7 +6,6 @@ The real program on whole pipelines is tested in ``test_ci_runner_gitlab.py``.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 pytest.importorskip("yaml")
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
 from ci_runner.gitlab import GitLabError, load_gitlab
 from ci_runner.gitlab.expressions import ExpressionError, evaluate, parse
