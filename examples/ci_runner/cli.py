@@ -77,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     if stopped is not None or not pipeline.steps:
         print(f"ci_runner: nothing to run: {stopped or 'rules leave every job out'}", flush=True)
         if args.json is not None:
-            document = {"status": "passed", "duration": 0.0, "steps": [], "reason": stopped}
+            document: dict[str, object] = {
+                "status": "passed",
+                "duration": 0.0,
+                "steps": [],
+                "reason": stopped,
+            }
             args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         return 0
     if isinstance(sys.stdout, io.TextIOWrapper):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import Problem, did_you_mean
-from .yaml_source import Map, Where
+from .yaml_source import Map, Where, as_list
 
 JOB_KEYS = (
     "script", "before_script", "after_script", "stage", "needs", "variables", "when",
@@ -84,9 +84,10 @@ class Checker:
         flattened, 10 levels at most)."""
         if isinstance(value, str):
             return [value]
-        if isinstance(value, list) and depth < 10:
+        items = as_list(value)
+        if items is not None and depth < 10:
             out: list[str] = []
-            for item in value:
+            for item in items:
                 if isinstance(item, bool) or not isinstance(item, str | int | float | list):
                     self.problem(
                         where, f"{what} must be a command or a list of commands, got {item!r}"
@@ -157,12 +158,10 @@ class Checker:
         return str(value)
 
     def exit_codes(self, value: Any, where: Where, what: str) -> frozenset[int] | None:
-        codes = value if isinstance(value, list) else [value]
-        if not codes or not all(
-            isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in codes
-        ):
+        codes: list[Any] = as_list(value) or [value]
+        if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in codes):
             self.problem(
                 where, f"{what}: exit_codes must be an exit code (0-255) or a list of them"
             )
             return None
-        return frozenset(codes)
+        return frozenset(int(c) for c in codes)

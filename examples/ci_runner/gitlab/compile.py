@@ -26,7 +26,7 @@ from .config import Config, Problem, did_you_mean, load_config
 from .jobs import SUPPORTED_DEFAULTS, Instance, JobSpec, check_job, instances
 from .rules import check_rules, first_match
 from .values import expand_all
-from .yaml_source import Map, Where
+from .yaml_source import Map, Where, texts
 
 DEFAULT_STAGES = (".pre", "build", "test", "deploy", ".post")
 CONDITION = {"on_success": "success()", "on_failure": "failure()", "always": "always()"}
@@ -126,7 +126,7 @@ class _Compiler:
         )
         base = {**self.predefined(), **values}
         stopped = self.workflow(base, raw)
-        specs = {}
+        specs: dict[str, JobSpec] = {}
         for name, job in self.config.jobs.items():
             if not name.startswith("."):
                 spec = check_job(ck, name, job, self.config.default, stages)
@@ -154,8 +154,8 @@ class _Compiler:
         top = self.config.top
         if "stages" not in top:
             return DEFAULT_STAGES
-        value = top["stages"]
-        if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        value = texts(top["stages"])
+        if value is None:
             self.ck.problem(top.at("stages"), "stages must be a list of stage names")
             return DEFAULT_STAGES
         named = [s for s in dict.fromkeys(value) if s not in (".pre", ".post")]
@@ -262,7 +262,7 @@ class _Compiler:
         by_job: dict[str, list[str]] = {}
         for inst in kept:
             by_job.setdefault(inst.spec.name, []).append(inst.name)
-        steps = []
+        steps: list[Step] = []
         for inst in kept:
             spec, order = inst.spec, stages.index(inst.spec.stage)
             earlier = [i for i in kept if stages.index(i.spec.stage) < order]

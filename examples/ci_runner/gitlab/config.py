@@ -16,11 +16,11 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
-from .yaml_source import Map, Reference, Where, YamlError, load_yaml
+from .yaml_source import Map, Reference, Where, YamlError, as_list, load_yaml, texts
 
 GLOBAL_KEYS = ("default", "include", "stages", "variables", "workflow")
 DEPRECATED_GLOBALS = ("image", "services", "cache", "before_script", "after_script")
@@ -149,7 +149,8 @@ def _with_includes(
         problems.append(Problem(where, "include: nested more than 100 levels"))
         return top
     result = Map(top.where)
-    for entry in entries if isinstance(entries, list) else [entries]:
+    listed = as_list(entries)
+    for entry in listed if listed is not None else [entries]:
         for path in _include_paths(entry, where, project_dir, problems):
             if path in files:
                 continue
@@ -219,11 +220,10 @@ def _resolve_extends(raw: dict[str, Map], problems: list[Problem]) -> dict[str, 
         if name in resolved:
             return resolved[name]
         job = raw[name]
-        parents = job.get("extends", [])
+        value = job.get("extends", [])
         where = job.at("extends")
-        if isinstance(parents, str):
-            parents = [parents]
-        if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        parents = [value] if isinstance(value, str) else texts(value)
+        if parents is None:
             problems.append(
                 Problem(where, f"job {name!r}: extends must be a job name or a list of them")
             )
@@ -273,8 +273,9 @@ class _References:
             result = Map(value.where, {k: self.resolve(v, depth) for k, v in value.items()})
             result.key_at.update(value.key_at)
             return result
-        if isinstance(value, list):
-            return [self.resolve(item, depth) for item in value]
+        items = as_list(value)
+        if items is not None:
+            return [self.resolve(item, depth) for item in items]
         return value
 
     def follow(self, ref: Reference, depth: int) -> Any:
@@ -285,7 +286,9 @@ class _References:
         value: Any = self.roots
         for i, key in enumerate(ref.path):
             if not isinstance(value, dict) or key not in value:
-                choices = value.keys() if isinstance(value, dict) else ()
+                choices: list[str] = list(value) if isinstance(value, Map) else []
+                if i == 0:
+                    choices = list(self.roots)
                 self.problems.append(
                     Problem(
                         ref.where,
@@ -295,5 +298,5 @@ class _References:
                     )
                 )
                 return None
-            value = value[key]
+            value = cast("Any", value[key])
         return self.resolve(value, depth + 1)

@@ -18,7 +18,7 @@ from .checks import IGNORED_JOB_KEYS, JOB_KEYS, REJECTED_JOB_KEYS, WHEN_JOB, Che
 from .config import did_you_mean
 from .rules import Rule, allow_failure, check_rules, first_match
 from .values import expand_all, parse_duration
-from .yaml_source import Map, Where
+from .yaml_source import Map, Where, as_list, texts
 
 DEFAULT_TIMEOUT = 3600.0
 """GitLab's default job timeout (a project's setting, one hour unless changed)."""
@@ -55,8 +55,8 @@ class JobSpec:
     retry: int = 0
     retry_when: frozenset[str] = frozenset({"always"})
     retry_exit_codes: frozenset[int] = frozenset()
-    variables: dict[str, str] = attrs.field(factory=dict)
-    raw: set[str] = attrs.field(factory=set)
+    variables: dict[str, str] = attrs.field(factory=dict[str, str])
+    raw: set[str] = attrs.field(factory=set[str])
     inherit_variables: bool | frozenset[str] = True
     rules: list[Rule] | None = None
     cells: list[dict[str, str]] | None = None  # parallel: one variable set per instance
@@ -134,8 +134,8 @@ def check_job(
     if "needs" in job:
         spec.needs = _needs(ck, job["needs"], job.at("needs"), what)
     if "dependencies" in job:
-        deps = job["dependencies"]
-        if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        deps = texts(job["dependencies"])
+        if deps is None:
             ck.problem(job.at("dependencies"), f"{what}: dependencies must be a list of job names")
         else:
             spec.dependencies = deps
@@ -217,10 +217,11 @@ def _inherit(
     out: list[bool | frozenset[str]] = []
     for key in ("default", "variables"):
         item = value.get(key, True)
+        names = texts(item)
         if isinstance(item, bool):
             out.append(item)
-        elif isinstance(item, list) and all(isinstance(i, str) for i in item):
-            out.append(frozenset(item))
+        elif names is not None:
+            out.append(frozenset(names))
         else:
             ck.problem(
                 value.at(key), f"{what}: inherit: {key} must be true, false or a list of names"
@@ -235,8 +236,8 @@ def _retry(ck: Checker, job: Map, spec: JobSpec, what: str) -> None:
     if isinstance(value, Map):
         ck.keys(value, f"{what}: retry", ("max", "when", "exit_codes"))
         when = value.get("when", "always")
-        when_list = [when] if isinstance(when, str) else when
-        if not isinstance(when_list, list) or not all(w in RETRY_WHEN for w in when_list):
+        when_list = [when] if isinstance(when, str) else texts(when)
+        if when_list is None or not all(w in RETRY_WHEN for w in when_list):
             ck.problem(
                 value.at("when"), f"{what}: retry: when must be some of {', '.join(RETRY_WHEN)}"
             )
@@ -259,23 +260,20 @@ def _parallel(ck: Checker, value: Any, where: Where, what: str) -> list[dict[str
             ck.problem(where, f"{what}: parallel must be from 1 to 200, got {value}")
             return None
         return [{"\0": str(i)} for i in range(value)]
-    if (
-        not isinstance(value, Map)
-        or list(value) != ["matrix"]
-        or not isinstance(value["matrix"], list)
-    ):
+    matrix = (
+        as_list(value["matrix"]) if isinstance(value, Map) and list(value) == ["matrix"] else None
+    )
+    if matrix is None:
         ck.problem(where, f"{what}: parallel must be a number or matrix: [a list of variable sets]")
         return None
     cells: list[dict[str, str]] = []
-    for entry in value["matrix"]:
+    for entry in matrix:
         if not isinstance(entry, Map) or not entry:
-            ck.problem(
-                value.at("matrix"), f"{what}: each parallel: matrix entry must map names to values"
-            )
+            ck.problem(where, f"{what}: each parallel: matrix entry must map names to values")
             return None
         choices: list[list[str]] = []
         for name, item in entry.items():
-            items = item if isinstance(item, list) else [item]
+            items: list[Any] = as_list(item) or [item]
             if not items or not all(
                 isinstance(i, str | int | float) and not isinstance(i, bool) for i in items
             ):
@@ -285,7 +283,8 @@ def _parallel(ck: Checker, value: Any, where: Where, what: str) -> list[dict[str
                 )
                 return None
             choices.append([str(i) for i in items])
-        cells.extend(dict(zip(entry, combo, strict=True)) for combo in itertools.product(*choices))
+        names = list(entry)
+        cells.extend(dict(zip(names, combo, strict=True)) for combo in itertools.product(*choices))
     if len(cells) > 200:
         ck.problem(where, f"{what}: parallel: matrix makes {len(cells)} jobs; GitLab allows 200")
         return None
@@ -293,11 +292,12 @@ def _parallel(ck: Checker, value: Any, where: Where, what: str) -> list[dict[str
 
 
 def _needs(ck: Checker, value: Any, where: Where, what: str) -> list[Need] | None:
-    if not isinstance(value, list):
+    items = as_list(value)
+    if items is None:
         ck.problem(where, f"{what}: needs must be a list of job names")
         return None
-    needs = []
-    for item in value:
+    needs: list[Need] = []
+    for item in items:
         if isinstance(item, str):
             needs.append(Need(item, where))
         elif isinstance(item, Map) and isinstance(item.get("job"), str):
@@ -313,7 +313,7 @@ def _needs(ck: Checker, value: Any, where: Where, what: str) -> list[Need] | Non
                     ck.problem(item.at(key), f"{what}: needs: {key} must be true or false")
             needs.append(
                 Need(
-                    item["job"],
+                    str(item["job"]),
                     item.where,
                     item.get("optional") is True,
                     item.get("artifacts", True) is not False,
@@ -352,8 +352,8 @@ def _artifacts(ck: Checker, value: Any, where: Where, what: str) -> tuple[str, .
         if key != "dotenv":
             ck.ignored.append((reports.at(key), f"{what}: artifacts: reports: {key}"))
     dotenv = reports.get("dotenv", [])
-    files = [dotenv] if isinstance(dotenv, str) else dotenv
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+    files = [dotenv] if isinstance(dotenv, str) else texts(dotenv)
+    if files is None:
         ck.problem(
             reports.at("dotenv"),
             f"{what}: artifacts: reports: dotenv must be a file or a list of files",

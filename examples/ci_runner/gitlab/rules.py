@@ -20,7 +20,7 @@ import attrs
 
 from .checks import IGNORED_RULE_KEYS, RULE_KEYS, WHEN_RULE, Checker
 from .expressions import Expr, ExpressionError, evaluate, parse
-from .yaml_source import Map, Where
+from .yaml_source import Map, Where, as_list, texts
 
 
 @attrs.frozen
@@ -32,7 +32,7 @@ class Rule:
     exists: tuple[str, ...] | None = None
     when: str | None = None
     allow_failure: bool | frozenset[int] | None = None
-    variables: dict[str, str] = attrs.field(factory=dict)
+    variables: dict[str, str] = attrs.field(factory=dict[str, str])
     raw: frozenset[str] = frozenset()
 
 
@@ -40,12 +40,13 @@ def check_rules(
     checker: Checker, value: Any, where: Where, what: str, *, workflow: bool = False
 ) -> list[Rule]:
     """Return the rules of a ``rules:`` list, checking keys, types and ``if:`` expressions."""
-    if not isinstance(value, list):
+    items = as_list(value)
+    if items is None:
         checker.problem(where, f"{what}: rules must be a list of rules (- if: ...)")
         return []
-    rules = []
+    rules: list[Rule] = []
     allowed = ("if", "changes", "exists", "when", "variables") if workflow else RULE_KEYS
-    for item in value:
+    for item in items:
         if not isinstance(item, Map):
             checker.problem(
                 where, f"{what}: each rule must be a mapping like - if: $VAR, got {item!r}"
@@ -99,12 +100,11 @@ def _globs(checker: Checker, item: Map, what: str) -> tuple[str, ...] | None:
     value = item["exists"]
     if isinstance(value, Map):
         value = value.get("paths")
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    globs = [value] if isinstance(value, str) else texts(value)
+    if globs is None:
         checker.problem(item.at("exists"), f"{what}: exists must be a list of file globs")
         return None
-    return tuple(value)
+    return tuple(globs)
 
 
 def first_match(rules: list[Rule], variables: Mapping[str, str], project_dir: Path) -> Rule | None:

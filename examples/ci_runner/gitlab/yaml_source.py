@@ -122,7 +122,7 @@ def _convert(loader: _Loader, node: yaml.Node, file: Path) -> Any:
         loader.flatten_mapping(node)  # `<<: *anchor` merge keys
         result = Map(where)
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key: object = loader.construct_object(key_node, deep=True)  # pyright: ignore[reportUnknownMemberType]
             if not isinstance(key, str | int | float | bool):
                 raise YamlError(_where(key_node, file), f"a key must be a name, got {key!r}")
             name = str(key).lower() if isinstance(key, bool) else str(key)
@@ -131,4 +131,20 @@ def _convert(loader: _Loader, node: yaml.Node, file: Path) -> Any:
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_convert(loader, item, file) for item in node.value]
-    return loader.construct_object(node, deep=True)
+    return loader.construct_object(node, deep=True)  # pyright: ignore[reportUnknownMemberType]
+
+
+def as_list(value: object) -> list[Any] | None:
+    """Return ``value`` when it is a list (of values of any type), else ``None``."""
+    if not isinstance(value, list):
+        return None
+    items: list[Any] = value  # pyright: ignore[reportUnknownVariableType]
+    return items
+
+
+def texts(value: object) -> list[str] | None:
+    """Return ``value`` when it is a list of texts, else ``None``."""
+    items = as_list(value)
+    if items is None or not all(isinstance(item, str) for item in items):
+        return None
+    return [str(item) for item in items]
