@@ -6,12 +6,14 @@ The JSON result (the schema of the project's design notes)::
     {"status": "passed" | "failed" | "cancelled",
      "duration": seconds,
      "steps": [{"name": ..., "status": "passed" | "failed" | "timed_out" | "cancelled" | "skipped",
-                "exit_code": int | null, "duration": seconds, "cause": text | null}]}
+                "exit_code": int | null, "duration": seconds, "cause": text | null,
+                "allowed_failure": bool, "stage": text (GitLab CI files only)}]}
 
 ``exit_code`` is null when the step's shell never exited on its own; a negative number ``-N`` means
 it was killed by signal N (Python's convention). ``cause`` is null for a passed step, the reason for
 a skipped or failed one, and the context's ``explain()`` text when a timeout or a cancel stopped
-the step. Steps that never ran have duration 0.
+the step. Steps that never ran have duration 0. ``allowed_failure`` is true for a step that failed
+or timed out but counts as passed (``continue-on-error``, GitLab's ``allow_failure``).
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ def to_json(result: JobResult) -> dict[str, Any]:
                 "exit_code": step.exit_code,
                 "duration": round(step.duration, 3),
                 "cause": step.detail or step.cause,
+                "allowed_failure": step.continue_on_error
+                and step.status in ("failed", "timed_out"),
                 **({} if step.stage is None else {"stage": step.stage}),
             }
             for step in result.steps

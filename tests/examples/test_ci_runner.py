@@ -320,13 +320,21 @@ def test_json_schema() -> None:
         "status": "failed",
         "duration": 3.25,
         "steps": [
-            {"name": "build", "status": "passed", "exit_code": 0, "duration": 1.0, "cause": None},
+            {
+                "name": "build",
+                "status": "passed",
+                "exit_code": 0,
+                "duration": 1.0,
+                "cause": None,
+                "allowed_failure": False,
+            },
             {
                 "name": "slow",
                 "status": "timed_out",
                 "exit_code": -15,
                 "duration": 2.0,
                 "cause": "why\nin detail",
+                "allowed_failure": False,
             },
             {
                 "name": "flaky",
@@ -334,6 +342,7 @@ def test_json_schema() -> None:
                 "exit_code": 3,
                 "duration": 0.5,
                 "cause": "exit code 3",
+                "allowed_failure": True,
             },
             {
                 "name": "deploy",
@@ -341,6 +350,7 @@ def test_json_schema() -> None:
                 "exit_code": None,
                 "duration": 0.0,
                 "cause": "job timed out",
+                "allowed_failure": False,
             },
         ],
     }

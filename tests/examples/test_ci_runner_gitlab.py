@@ -217,6 +217,15 @@ def test_failures_when_and_allow_failure(tmp_path: Path) -> None:
         "always": "passed",
     }
     assert step(document, "broken")["exit_code"] == 4
+    allowed = {s["name"]: s["allowed_failure"] for s in document["steps"]}
+    assert allowed == {
+        "flaky": True,
+        "known-crash": True,
+        "broken": False,  # exit code 4 is not in exit_codes
+        "never": False,
+        "report": False,
+        "always": False,
+    }
     assert step(document, "never")["cause"] == "'broken' failed before it"
     assert "failed (continue-on-error)" in stdout  # shown as an allowed failure
     assert not (tmp_path / "not-reached").exists()  # the first failing line fails the job

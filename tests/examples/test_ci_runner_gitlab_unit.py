@@ -275,3 +275,48 @@ def test_extends_cycle_unknown_parent_and_bad_reference(tmp_path: Path) -> None:
     assert "ci.yml:4: job '.b': extends forms a cycle: .a -> .b -> .a" in text
     assert "ci.yml:6: job 'job': extends unknown job '.tmpl'" in text
     assert "ci.yml:8: !reference [.a, scrip]: no 'scrip' in '.a'" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("", 1, "no jobs: add at least one job with a script:"),
+        (".hidden: {script: x}\n", 1, "no jobs"),
+        ("- a\n- b\n", 1, "a pipeline file must be a mapping"),
+        ("job:\n", 1, "job 'job' is empty (it needs a script:)"),
+        ("job:\n  script: ''\n", 2, "job 'job': script has no command"),
+        ("job:\n  stage: 5\n  script: x\n", 2, "stage 5 is not in stages"),
+        ("job:\n  script: [x]\n  needs: [job]\n", 1, "needs form a cycle: job -> job"),
+        ("job:\n  extends: job\n  script: x\n", 2, "extends forms a cycle: job -> job"),
+        ("job:\n  script: x\n  parallel: 201\n", 3, "parallel must be from 1 to 200"),
+        (
+            "job:\n  script: x\n  parallel: {matrix: [{A: [1, 2]}] }\n  when: never\n",
+            4,
+            "got 'never'",
+        ),
+        ("job:\n  script: x\n  rules: {if: $A}\n", 3, "rules must be a list"),
+        ("job:\n  script: x\n  only: [main]\n", 3, "only/except are not supported here"),
+        ("job:\n  script: x\n  trigger: other/project\n", 3, "trigger starts a downstream"),
+        ("include: {template: Auto-DevOps.gitlab-ci.yml}\njob: {script: x}\n", 1, "'template'"),
+        ("include: nope/*.yml\njob: {script: x}\n", 1, "include: no file matches 'nope/*.yml'"),
+        (
+            "stage: [a]\njob: {script: x}\n",
+            1,
+            "unknown top-level key 'stage' (did you mean 'stages'?)",
+        ),
+    ],
+)
+def test_bad_files(tmp_path: Path, text: str, line: int, message: str) -> None:
+    path = tmp_path / ".gitlab-ci.yml"
+    path.write_text(text)
+    with pytest.raises(GitLabError) as info:
+        load_gitlab(path)
+    assert f"{path}:{line}: " in info.value.format()
+    assert message in info.value.format(), info.value.format()
+
+
+def test_an_include_cycle_is_read_once(tmp_path: Path) -> None:
+    (tmp_path / "a.yml").write_text("include: .gitlab-ci.yml\nfrom-a: {script: x}\n")
+    (tmp_path / ".gitlab-ci.yml").write_text("include: a.yml\nmain: {script: x}\n")
+    steps = load_gitlab(tmp_path / ".gitlab-ci.yml").pipeline.steps
+    assert sorted(s.name for s in steps) == ["from-a", "main"]

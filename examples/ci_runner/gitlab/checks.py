@@ -15,12 +15,12 @@ from .yaml_source import Map, Where, as_list
 JOB_KEYS = (
     "script", "before_script", "after_script", "stage", "needs", "variables", "when",
     "allow_failure", "timeout", "retry", "parallel", "rules", "extends", "artifacts",
-    "dependencies", "inherit", "start_in",
+    "dependencies", "inherit",
 )  # fmt: skip
 IGNORED_JOB_KEYS = (
     "image", "services", "cache", "tags", "environment", "coverage", "interruptible",
     "resource_group", "release", "pages", "id_tokens", "secrets", "hooks", "identity",
-    "dast_configuration", "manual_confirmation", "description",
+    "dast_configuration", "manual_confirmation", "description", "start_in",
 )  # fmt: skip
 REJECTED_JOB_KEYS = {
     "only": "only/except are not supported here; use rules:",

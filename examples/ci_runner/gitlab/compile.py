@@ -138,6 +138,8 @@ class _Compiler:
             kept.extend(found)
             if why is not None and not found:
                 self.left_out.append((spec.name, why))
+        if not any(not name.startswith(".") for name in self.config.jobs) and not ck.problems:
+            ck.problem(Where(self.config.file, 1), "no jobs: add at least one job with a script:")
         self.check_needs(specs, kept, stages)
         kept = self.select(kept, specs)
         steps = self.steps(kept, stages)

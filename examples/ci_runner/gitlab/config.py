@@ -93,6 +93,8 @@ def load_config(file: Path, problems: list[Problem]) -> Config | None:
         if isinstance(value, Map):
             value.where = top.at(name)  # a job is where its name is written
             raw_jobs[name] = value
+        elif value is None:
+            problems.append(Problem(top.at(name), f"job {name!r} is empty (it needs a script:)"))
         elif not name.startswith("."):
             problems.append(
                 Problem(

@@ -101,7 +101,8 @@ def check_job(
         job.get("after_script", []), job.at("after_script"), f"{what}: after_script"
     )
     stage = job.get("stage", "test")
-    if stage not in stages:
+    known_stage = stage in stages
+    if not known_stage:
         ck.problem(
             job.at("stage"),
             f"{what}: stage {stage!r} is not in stages: {list(stages)}"
@@ -140,7 +141,10 @@ def check_job(
         else:
             spec.dependencies = deps
     spec.dotenv = _artifacts(ck, job.get("artifacts"), job.at("artifacts"), what)
-    return None if script is None or before is None or after is None else spec
+    if script is not None and not any(command.strip() for command in script):
+        ck.problem(job.at("script"), f"{what}: script has no command")
+        script = None
+    return None if script is None or before is None or after is None or not known_stage else spec
 
 
 def instances(
