@@ -150,7 +150,8 @@ class _Compiler:
             job=Job(name=str(title or "pipeline"), timeout=None, env={}),
             steps=tuple(steps),
         )
-        return Compiled(pipeline, stages, tuple(ck.ignored), tuple(self.left_out), stopped)
+        ignored = (*self.config.ignored, *ck.ignored)
+        return Compiled(pipeline, stages, ignored, tuple(self.left_out), stopped)
 
     def stages(self) -> tuple[str, ...]:
         top = self.config.top

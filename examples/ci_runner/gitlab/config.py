@@ -46,6 +46,7 @@ class Config:
     default: Map
     jobs: dict[str, Map]
     files: list[Path]
+    ignored: list[tuple[Where, str]] = attrs.field(factory=list[tuple[Where, str]])
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -77,7 +78,8 @@ def load_config(file: Path, problems: list[Problem]) -> Config | None:
     top = _read(file, problems, files)
     if top is None:
         return None
-    top = _with_includes(top, project_dir, problems, files, depth=0)
+    ignored: list[tuple[Where, str]] = []
+    top = _with_includes(top, project_dir, problems, files, ignored, depth=0)
     default = top.get("default", Map(top.at("default")))
     if not isinstance(default, Map):
         problems.append(Problem(top.at("default"), "default: must be a mapping of job keys"))
@@ -112,7 +114,7 @@ def load_config(file: Path, problems: list[Problem]) -> Config | None:
     for key in ("variables", "workflow", "stages"):
         if key in top:
             top[key] = resolver.resolve(top[key])
-    return Config(file, project_dir, top, default, jobs, files)
+    return Config(file, project_dir, top, default, jobs, files, ignored)
 
 
 def _read(
@@ -140,7 +142,12 @@ def _read(
 
 
 def _with_includes(
-    top: Map, project_dir: Path, problems: list[Problem], files: list[Path], depth: int
+    top: Map,
+    project_dir: Path,
+    problems: list[Problem],
+    files: list[Path],
+    ignored: list[tuple[Where, str]],
+    depth: int,
 ) -> Map:
     """Return ``top`` with its ``include:`` files merged under it (recursively)."""
     if "include" not in top:
@@ -153,20 +160,27 @@ def _with_includes(
     result = Map(top.where)
     listed = as_list(entries)
     for entry in listed if listed is not None else [entries]:
-        for path in _include_paths(entry, where, project_dir, problems):
+        for path in _include_paths(entry, where, project_dir, problems, ignored):
             if path in files:
                 continue
             included = _read(path, problems, files, where)
             if included is not None:
                 result = merge(
-                    result, _with_includes(included, project_dir, problems, files, depth + 1)
+                    result,
+                    _with_includes(included, project_dir, problems, files, ignored, depth + 1),
                 )
     return merge(result, top)
 
 
 def _include_paths(
-    entry: Any, where: Where, project_dir: Path, problems: list[Problem]
+    entry: Any,
+    where: Where,
+    project_dir: Path,
+    problems: list[Problem],
+    ignored: list[tuple[Where, str]],
 ) -> list[Path]:
+    """Return the files one ``include:`` entry names (``rules:`` and ``inputs:`` of an entry are
+    not applied here: the file is always included, and the keys are listed as ignored)."""
     if isinstance(entry, Map):
         kinds = [
             key for key in entry if key in ("local", "remote", "project", "template", "component")
@@ -182,7 +196,9 @@ def _include_paths(
             )
             return []
         for key in entry:
-            if key not in ("local", "rules", "inputs"):
+            if key in ("rules", "inputs"):
+                ignored.append((entry.at(key), f"include: {key} (the file is always included)"))
+            elif key != "local":
                 problems.append(
                     Problem(
                         entry.at(key),

@@ -42,7 +42,9 @@ def format_gitlab_plan(compiled: Compiled) -> str:
     for name, why in compiled.left_out:
         lines.append(f"left out: {name}: {why}")
     if compiled.ignored:
-        lines.append("ignored here (they need a GitLab server or containers):")
+        lines.append(
+            "ignored here (accepted, not applied: they need a GitLab server or containers):"
+        )
         lines.extend(f"  {where}: {what}" for where, what in compiled.ignored)
     lines.append("(dry run: nothing was run)")
     return "\n".join(lines)
