@@ -1,6 +1,7 @@
 """The engine's GitLab CI semantics: what a step with :class:`StepExtras` adds to a TOML step.
 
-Rules for callers: pure functions, called by ``runner.py`` in the trio thread; none raises.
+Rules for callers: :class:`StepExtras` is frozen data made by the GitLab front end; the functions
+are pure, called by ``runner.py`` in the trio thread, and none raises.
 
 - :func:`decide`: run the job, or how it ends without running (GitLab's rules, not GitHub's: a
   cancelled pipeline marks every job not started ``cancelled``, ``when: always`` ones too; a job
@@ -19,10 +20,44 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from .pipeline import Step, StepExtras
+import attrs
 
 if TYPE_CHECKING:
+    from .pipeline import Step
     from .runner import StepResult
+
+
+@attrs.frozen
+class StepExtras:
+    """What a GitLab CI job adds to a step (``Step.extras``, ``None`` for TOML steps).
+
+    ``after``: jobs of earlier stages; the step waits for them and a failure among them (or
+    before them) skips an ``on_success`` job, but a skipped one does not. ``needs`` of the step are
+    GitLab's ``needs`` (a skipped need skips the job unless it is in ``optional``). ``when`` is
+    GitLab's; ``skip`` a reason never to run (``when: manual``). ``commands`` are
+    ``before_script`` then ``script``, run in one shell that stops at the first failing one (the
+    step's ``run`` shows them). ``after_script`` runs in its own
+    shell under ``tc.cleanup`` with ``after_script_timeout``, whatever the job's end.
+    ``allow_exit_codes``: exit codes that count as an allowed failure. ``retry`` attempts more
+    when the failure is one of ``retry_when``. ``dotenv``: files the job writes (read when it
+    passed); ``dotenv_from``: the jobs whose dotenv variables it gets.
+    """
+
+    stage: str
+    when: Literal["on_success", "on_failure", "always", "manual"] = "on_success"
+    after: tuple[str, ...] = ()
+    optional: frozenset[str] = frozenset()
+    skip: str | None = None
+    commands: tuple[str, ...] = ()
+    after_script: tuple[str, ...] = ()
+    after_script_timeout: float = 300.0
+    allow_exit_codes: frozenset[int] = frozenset()
+    retry: int = 0
+    retry_when: frozenset[str] = frozenset({"always"})
+    retry_exit_codes: frozenset[int] = frozenset()
+    dotenv: tuple[str, ...] = ()
+    dotenv_from: tuple[str, ...] = ()
+
 
 JobState = Literal["running", "timed_out", "cancelled"]
 Decision = tuple[Literal["skipped", "cancelled"], str]

@@ -39,6 +39,7 @@ from typing import Any, Literal, TypeAlias
 
 import attrs
 
+from .extras import StepExtras
 from .source_map import SourceMap
 
 Condition: TypeAlias = Literal["success()", "always()", "failure()", "cancelled()"]
@@ -89,38 +90,6 @@ class Job:
     name: str
     timeout: float | None
     env: Mapping[str, str]
-
-
-@attrs.frozen
-class StepExtras:
-    """What a GitLab CI job adds to a step (``None`` for TOML steps); see ``extras.py``.
-
-    ``after``: jobs of earlier stages; the step waits for them and a failure among them (or
-    before them) skips an ``on_success`` job, but a skipped one does not. ``needs`` of the step are
-    GitLab's ``needs`` (a skipped need skips the job unless it is in ``optional``). ``when`` is
-    GitLab's; ``skip`` a reason never to run (``when: manual``). ``commands`` are
-    ``before_script`` then ``script``, run in one shell that stops at the first failing one (the
-    step's ``run`` shows them). ``after_script`` runs in its own
-    shell under ``tc.cleanup`` with ``after_script_timeout``, whatever the job's end.
-    ``allow_exit_codes``: exit codes that count as an allowed failure. ``retry`` attempts more
-    when the failure is one of ``retry_when``. ``dotenv``: files the job writes (read when it
-    passed); ``dotenv_from``: the jobs whose dotenv variables it gets.
-    """
-
-    stage: str
-    when: Literal["on_success", "on_failure", "always", "manual"] = "on_success"
-    after: tuple[str, ...] = ()
-    optional: frozenset[str] = frozenset()
-    skip: str | None = None
-    commands: tuple[str, ...] = ()
-    after_script: tuple[str, ...] = ()
-    after_script_timeout: float = 300.0
-    allow_exit_codes: frozenset[int] = frozenset()
-    retry: int = 0
-    retry_when: frozenset[str] = frozenset({"always"})
-    retry_exit_codes: frozenset[int] = frozenset()
-    dotenv: tuple[str, ...] = ()
-    dotenv_from: tuple[str, ...] = ()
 
 
 @attrs.frozen

@@ -52,7 +52,8 @@ import trio
 import trio_context as tc
 
 from . import extras
-from .pipeline import Pipeline, Step, StepExtras
+from .extras import StepExtras
+from .pipeline import Pipeline, Step
 
 StepStatus: TypeAlias = Literal["passed", "failed", "timed_out", "cancelled", "skipped"]
 JobStatus: TypeAlias = Literal["passed", "failed", "cancelled"]

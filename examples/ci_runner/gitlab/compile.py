@@ -20,7 +20,8 @@ from pathlib import Path
 
 import attrs
 
-from ..pipeline import Job, Pipeline, PipelineError, Step, StepExtras
+from ..extras import StepExtras
+from ..pipeline import Job, Pipeline, PipelineError, Step
 from .checks import Checker
 from .config import Config, Problem, did_you_mean, load_config
 from .jobs import SUPPORTED_DEFAULTS, Instance, JobSpec, check_job, instances
