@@ -415,6 +415,12 @@ def test_retry_counts_and_reasons(tmp_path: Path) -> None:
           script:
             - echo try >> timeouts-tries
             - exit 1
+        slow-once:
+          timeout: 1s
+          retry: {max: 1, when: job_execution_timeout}
+          script:
+            - echo try >> slow-tries
+            - '[ "$(wc -l < slow-tries)" -ge 2 ] || sleep 10'
         by-exit-code:
           retry: {max: 1, when: [], exit_codes: [75]}
           script:
@@ -426,8 +432,10 @@ def test_retry_counts_and_reasons(tmp_path: Path) -> None:
     assert statuses(document) == {
         "flaky": "passed",
         "only-timeouts": "failed",
+        "slow-once": "passed",  # timed out, then passed on its retry
         "by-exit-code": "failed",
     }
+    assert len(lines(tmp_path / "slow-tries")) == 2
     assert len(lines(tmp_path / "flaky-tries")) == 2
     assert lines(tmp_path / "flaky-after") == ["failed", "success"]  # after_script each try
     assert len(lines(tmp_path / "timeouts-tries")) == 1  # a script failure is not a timeout

@@ -89,17 +89,7 @@ def check_job(
         ):
             job[key] = value
             job.key_at[key] = default.at(key)
-    script = (
-        ck.commands(job["script"], job.at("script"), f"{what}: script") if "script" in job else None
-    )
-    if "script" not in job:
-        ck.problem(job.where, f"{what}: no script: (every job needs the commands it runs)")
-    before = ck.commands(
-        job.get("before_script", []), job.at("before_script"), f"{what}: before_script"
-    )
-    after = ck.commands(
-        job.get("after_script", []), job.at("after_script"), f"{what}: after_script"
-    )
+    script, before, after = _scripts(ck, job, what)
     stage = job.get("stage", "test")
     known_stage = stage in stages
     if not known_stage:
@@ -141,10 +131,28 @@ def check_job(
         else:
             spec.dependencies = deps
     spec.dotenv = _artifacts(ck, job.get("artifacts"), job.at("artifacts"), what)
-    if script is not None and not any(command.strip() for command in script):
-        ck.problem(job.at("script"), f"{what}: script has no command")
-        script = None
     return None if script is None or before is None or after is None or not known_stage else spec
+
+
+def _scripts(
+    ck: Checker, job: Map, what: str
+) -> tuple[list[str] | None, list[str] | None, list[str] | None]:
+    """Return ``script``, ``before_script`` and ``after_script`` as commands (``None``: bad)."""
+    script = None
+    if "script" not in job:
+        ck.problem(job.where, f"{what}: no script: (every job needs the commands it runs)")
+    else:
+        script = ck.commands(job["script"], job.at("script"), f"{what}: script")
+        if script is not None and not any(command.strip() for command in script):
+            ck.problem(job.at("script"), f"{what}: script has no command")
+            script = None
+    before = ck.commands(
+        job.get("before_script", []), job.at("before_script"), f"{what}: before_script"
+    )
+    after = ck.commands(
+        job.get("after_script", []), job.at("after_script"), f"{what}: after_script"
+    )
+    return script, before, after
 
 
 def instances(
