@@ -27,6 +27,12 @@ system has ``SIGUSR1`` (and the runner is in the main thread), sending it prints
 ``tc.format_tree(job)`` to stderr: the job, its steps and cleanup steps, their deadlines and open
 scopes; the run goes on undisturbed (``kill -USR1 <pid>`` while a step looks stuck).
 
+A job of a GitLab CI file (a step with ``extras``, see ``extras.py``) also waits for the jobs of
+earlier stages, follows GitLab's ``when`` instead of ``if`` (a cancel marks the jobs not started
+``cancelled``), runs ``before_script`` and ``script`` as one shell script, then its
+``after_script`` under ``tc.cleanup`` with its own budget whatever the end, is run again by
+``retry``, and passes its dotenv report's variables to the jobs after it.
+
 ``if`` conditions, evaluated when every step in ``needs`` has finished ("upstream" = every step
 needed directly or not; a failure with ``continue-on-error`` counts as a success):
 
