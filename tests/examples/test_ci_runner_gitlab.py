@@ -876,3 +876,31 @@ def test_demo_pipeline_passes_and_leaves_nothing_behind(tmp_path: Path) -> None:
     dry = run(DEMO, "--dry-run")
     assert "left out: docs: no rule matched" in dry.stdout
     assert "default: image" in dry.stdout
+
+
+BLOCK_YAML = (
+    "import runpy, sys; sys.modules['yaml'] = None; sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+def test_pyyaml_stays_optional(tmp_path: Path) -> None:
+    toml = write(tmp_path, '[[steps]]\nname = "a"\nrun = "true"\n', "ci.toml")
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCK_YAML, str(RUNNER), str(toml)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr  # TOML pipelines never import it
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCK_YAML, str(RUNNER), str(DEMO), "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 2
+    assert "GitLab CI files need PyYAML" in done.stderr
+    assert "pip install -e '.[test]'" in done.stderr
