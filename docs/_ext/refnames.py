@@ -1,0 +1,121 @@
+"""Which public names the reference must document, and a catch-all page for those it misses.
+
+Shared by the Sphinx build (``conf.py`` loads it as an extension) and by
+``tests/docs/test_reference.py``, which checks the built inventory against :func:`exported`.
+
+A name exported by several public modules (``trio_context.environ_for`` is
+``trio_context.propagation.environ_for``) is documented once, under the most specific module
+that exports that same object: :func:`canonical`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import types
+from pathlib import Path
+from typing import Any
+
+#: The public modules whose every exported name must have a reference entry.
+PUBLIC_MODULES = ("trio_context", "trio_context.propagation", "trio_context.testing")
+
+_DIRECTIVE = re.compile(
+    r"^\.\. (?:auto(?:function|class|exception|data|decorator)|py:data)::\s+(\S+)", re.M
+)
+_MODULE = re.compile(r"^\.\. (?:py:)?(?:current)?module::\s+(\S+)", re.M)
+
+
+def _module(name: str) -> types.ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def public_names(module_name: str) -> list[str]:
+    """The names a public module exports: its ``__all__``, else every public non-module name."""
+    module = _module(module_name)
+    if module is None:
+        return []
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        ]
+    return sorted(names)
+
+
+def canonical(module_name: str, name: str) -> str:
+    """The dotted name under which ``module_name.name`` is documented."""
+    value = getattr(_module(module_name), name)
+    home = module_name
+    for other in PUBLIC_MODULES:
+        if other.startswith(module_name + ".") and name in public_names(other):
+            if getattr(_module(other), name) is value:
+                home = other
+    return f"{home}.{name}"
+
+
+def exported() -> dict[str, str]:
+    """Every exported ``module.name`` mapped to its canonical documented name."""
+    return {
+        f"{module_name}.{name}": canonical(module_name, name)
+        for module_name in PUBLIC_MODULES
+        for name in public_names(module_name)
+    }
+
+
+def documented_names(reference_dir: Path) -> set[str]:
+    """Every dotted name that an ``auto*`` or ``py:data`` directive in the reference documents."""
+    found: set[str] = set()
+    for page in sorted(reference_dir.glob("*.rst")):
+        text = page.read_text(encoding="utf-8")
+        module = "trio_context"
+        for match in sorted(
+            [*_DIRECTIVE.finditer(text), *_MODULE.finditer(text)], key=lambda m: m.start()
+        ):
+            if match.re is _MODULE:
+                module = match.group(1)
+            else:
+                target = match.group(1)
+                found.add(target if target.startswith("trio_context") else f"{module}.{target}")
+    return found
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, type):
+        return "exception" if issubclass(value, BaseException) else "class"
+    return "function" if callable(value) else "data"
+
+
+def unsorted_entries(reference_dir: Path) -> str:
+    """reST for every exported name that no topic page documents yet."""
+    documented = documented_names(reference_dir)
+    missing = sorted({name for name in exported().values() if name not in documented})
+    if not missing:
+        return "Every exported name is on a topic page.\n"
+    parts: list[str] = []
+    for dotted in missing:
+        module_name, _, name = dotted.rpartition(".")
+        value = getattr(_module(module_name), name)
+        parts.append(f".. currentmodule:: {module_name}\n\n.. auto{_kind(value)}:: {name}\n")
+    return "\n".join(parts)
+
+
+def _fill_unsorted(app: Any, docname: str, source: list[str]) -> None:
+    if docname == "reference/unsorted":
+        entries = unsorted_entries(Path(app.srcdir) / "reference")
+        source[0] = source[0].replace(".. unsorted-names::", entries)
+
+
+def _always_reread(app: Any, env: Any, added: set[str], changed: set[str], removed: set[str]) -> list[str]:
+    # The catch-all depends on the package, not on its own source: rebuild it every time.
+    return ["reference/unsorted"] if "reference/unsorted" in env.found_docs else []
+
+
+def setup(app: Any) -> dict[str, Any]:
+    app.connect("source-read", _fill_unsorted)
+    app.connect("env-get-outdated", _always_reread)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
