@@ -71,6 +71,23 @@ def python_pages() -> list[Path]:
     return [p for p in pages() if any(b.language == "python" for b in blocks_of(p.read_text()))]
 
 
+# httpx's in-memory ASGITransport (the HTTP guide runs client and server in one process) leaves
+# the request body's async iterator unclosed when a request is cancelled; trio then warns when it
+# is collected. An artefact of that test transport, not of trio_context.
+_HTTPX_ARTEFACT = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def _params() -> list[object]:
+    return [
+        pytest.param(
+            page,
+            id=str(page.relative_to(DOCS)),
+            marks=[_HTTPX_ARTEFACT] if page.name == "http.md" else [],
+        )
+        for page in python_pages()
+    ]
+
+
 def _normalised(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip("\n").splitlines())
 
@@ -86,7 +103,7 @@ def _run(block: Block, name: str, namespace: dict[str, object]) -> None:
         )
 
 
-@pytest.mark.parametrize("page", python_pages(), ids=lambda p: str(p.relative_to(DOCS)))
+@pytest.mark.parametrize("page", _params())
 def test_page_examples_run(page: Path, tmp_path: Path) -> None:
     name = str(page.relative_to(DOCS.parent))
     namespace: dict[str, object] = {"__name__": "__docs__"}
