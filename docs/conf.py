@@ -47,8 +47,14 @@ add_module_names = False
 # Names that live outside this project: without intersphinx they cannot resolve. Anything under
 # ``trio_context`` is NOT ignored, so a broken reference to one of our names fails the build.
 nitpick_ignore_regex = [
-    # THIRDPARTY
-    (r"py:.*", r"trio_context\..*\._.*"),  # private implementation names in signatures
+    # Python's standard library and the third-party packages our signatures mention.
+    (
+        r"py:.*",
+        r"(collections\.abc|typing|types|os|signal|subprocess|logging|trio|httpx|pytest|attrs?|"
+        r"hypercorn)(\..*)?",
+    ),
+    (r"py:class", r"T|Ts|PosArgsT|P|R"),  # type variables of generic signatures
+    (r"py:.*", r"trio_context\.(.*\.)?_.*"),  # private implementation names in signatures
 ]
 
 # -- the reference's catch-all ---------------------------------------------------------------
