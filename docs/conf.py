@@ -15,7 +15,7 @@ from pathlib import Path
 
 project = "trio-context"
 author = "trio-context developers"
-copyright = "trio-context developers"  # noqa: A001 (Sphinx's name)
+copyright = "trio-context developers"
 
 extensions = [
     "myst_parser",

@@ -110,7 +110,9 @@ def _fill_unsorted(app: Any, docname: str, source: list[str]) -> None:
         source[0] = source[0].replace(".. unsorted-names::", entries)
 
 
-def _always_reread(app: Any, env: Any, added: set[str], changed: set[str], removed: set[str]) -> list[str]:
+def _always_reread(
+    app: Any, env: Any, added: set[str], changed: set[str], removed: set[str]
+) -> list[str]:
     # The catch-all depends on the package, not on its own source: rebuild it every time.
     return ["reference/unsorted"] if "reference/unsorted" in env.found_docs else []
 

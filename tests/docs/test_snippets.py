@@ -28,7 +28,9 @@ from pathlib import Path
 import pytest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-FENCE = re.compile(r"^(?P<fence>`{3,})(?P<info>[^`\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)
+FENCE = re.compile(
+    r"^(?P<fence>`{3,})(?P<info>[^`\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S
+)
 EXPECT_FAILURE = re.compile(r"%\s*expect-failure:\s*(.+)")
 FILE_MARK = re.compile(r"#\s*file:\s*(\S+)\s*")
 
