@@ -12,11 +12,13 @@ import trio_context
 
 
 def modules() -> list[str]:
-    return sorted(
-        info.name
-        for info in pkgutil.walk_packages(trio_context.__path__, prefix="trio_context.")
-        if info.name != "trio_context.pytest_plugin"  # loaded by pytest itself as a plugin
-    ) + ["trio_context", "trio_context.pytest_plugin"]
+    return [
+        "trio_context",
+        *sorted(
+            info.name
+            for info in pkgutil.walk_packages(trio_context.__path__, prefix="trio_context.")
+        ),
+    ]
 
 
 @pytest.mark.parametrize("name", modules())

@@ -11,8 +11,8 @@ The rules a docs page follows (``docs/README.md`` repeats them for writers):
   the page) documents a promise the library does not keep yet: it must raise or print something
   else, and the test fails once it works, so the marker is removed when the promise is kept.
 - A block (any language) whose first line is ``# file: NAME`` is not run: it is written to a
-  scratch folder as NAME (``test_x.py``, ``pytest.ini``...). When the page is done, if any ``test_*.py`` file was
-  written, ``python -m pytest`` runs in that folder and must pass.
+  scratch folder as NAME (``test_x.py``, ``pytest.ini``...). When the page is done, if any
+  ``test_*.py`` file was written, ``python -m pytest`` runs in that folder and must pass.
 """
 
 from __future__ import annotations
