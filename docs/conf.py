@@ -24,7 +24,7 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "README.md"]
 root_doc = "index"
 
 html_theme = "furo"

@@ -66,7 +66,10 @@ def blocks_of(text: str) -> list[Block]:
 
 
 def pages() -> list[Path]:
-    return sorted(p for p in DOCS.rglob("*.md") if "_build" not in p.parts)
+    # docs/README.md is for writers, not part of the site (conf.py excludes it too).
+    return sorted(
+        p for p in DOCS.rglob("*.md") if "_build" not in p.parts and p != DOCS / "README.md"
+    )
 
 
 def python_pages() -> list[Path]:
