@@ -50,8 +50,8 @@ nitpick_ignore_regex = [
     # Python's standard library and the third-party packages our signatures mention.
     (
         r"py:.*",
-        r"(collections\.abc|typing|types|os|signal|subprocess|logging|trio|httpx|pytest|attrs?|"
-        r"hypercorn)(\..*)?",
+        r"(collections\.abc|typing|types|os|signal|subprocess|logging|traceback|threading|"
+        r"contextlib|weakref|enum|pathlib|asyncio|trio|httpx|pytest|attrs?|hypercorn)(\..*)?",
     ),
     (r"py:class", r"T|Ts|PosArgsT|P|R"),  # type variables of generic signatures
     (r"py:.*", r"trio_context\.(.*\.)?_.*"),  # private implementation names in signatures

@@ -22,7 +22,7 @@ PUBLIC_MODULES = ("trio_context", "trio_context.propagation", "trio_context.test
 _DIRECTIVE = re.compile(
     r"^\.\. (?:auto(?:function|class|exception|data|decorator)|py:data)::\s+(\S+)", re.M
 )
-_MODULE = re.compile(r"^\.\. (?:py:)?(?:current)?module::\s+(\S+)", re.M)
+_MODULE = re.compile(r"^\.\. (?:py:|auto)?(?:current)?module::\s+(\S+)", re.M)
 
 
 def _module(name: str) -> types.ModuleType | None:
@@ -110,6 +110,56 @@ def _fill_unsorted(app: Any, docname: str, source: list[str]) -> None:
         source[0] = source[0].replace(".. unsorted-names::", entries)
 
 
+# Google style wants ``ExcType: description`` under ``Raises:``; a free-text entry ("Nothing of
+# its own.", "At request time: ...") would be read as an exception name and fail the nitpicky
+# build. Such entries are given an empty type, so they render as plain text.
+_RAISES_ENTRY = re.compile(r"[A-Za-z_][\w.]*(\s*,\s*[A-Za-z_][\w.]*)*\s*:(\s|$)")
+
+
+def _plain_raises(
+    app: Any, what: str, name: str, obj: object, options: Any, lines: list[str]
+) -> None:
+    in_raises = free_text = False
+    indent = ""
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped == "Raises:":
+            in_raises, free_text, indent = True, False, ""
+            continue
+        if not in_raises or not stripped:
+            continue
+        current = line[: len(line) - len(line.lstrip())]
+        indent = indent or current
+        if len(current) < len(indent):
+            in_raises = False
+        elif current == indent and _RAISES_ENTRY.match(stripped):
+            free_text = False
+        elif current == indent and free_text:  # a free-text entry's next line
+            lines[index] = f"{indent}    {stripped}"
+        elif current == indent:
+            lines[index] = f"{indent}: {stripped}"
+            free_text = True
+
+
+def _short_names(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    """Resolve ``:class:`ContextCancelled``` written in any public module to its documented home."""
+    if node.get("refdomain") != "py":
+        return None
+    target = node["reftarget"].lstrip("~.")
+    if target.startswith("trio_context."):
+        target = target.rpartition(".")[2]
+    if "." in target:
+        return None
+    domain = env.get_domain("py")
+    for module in PUBLIC_MODULES:
+        found = domain.resolve_xref(
+            env, node["refdoc"], app.builder, node["reftype"], f"{module}.{target}", node, contnode
+        )
+        if found is not None:
+            return found
+    return None
+
+
 def _always_reread(
     app: Any, env: Any, added: set[str], changed: set[str], removed: set[str]
 ) -> list[str]:
@@ -119,5 +169,7 @@ def _always_reread(
 
 def setup(app: Any) -> dict[str, Any]:
     app.connect("source-read", _fill_unsorted)
+    app.connect("autodoc-process-docstring", _plain_raises, priority=400)  # before napoleon
+    app.connect("missing-reference", _short_names)
     app.connect("env-get-outdated", _always_reread)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

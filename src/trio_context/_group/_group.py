@@ -99,7 +99,7 @@ class TaskGroup:
 
     @property
     def context(self) -> CancelContext:
-        """The group's context: a ``with_cancel`` child of the ``ctx`` given to ``open_group``
+        """The group's context, a ``with_cancel`` child of the ``ctx`` given to ``open_group``
         (the same object every time; safe from any thread)."""
         return self._context
 
