@@ -49,33 +49,9 @@ Example::
             await advance_to_deadline(step)
         assert isinstance(step.err, tc.DeadlineExceeded)
 
-pytest-trio pitfalls and what this plugin does about them:
-
-- *Async fixtures must be function-scoped*: pytest-trio runs every test in its own
-  ``trio.run``, so an async fixture cannot outlive one test ("Trio fixtures must be
-  function-scope"). ``ctx`` is function-scoped and created inside the test's run; a wider
-  fixture that requests it gets pytest's ``ScopeMismatch``. Keep per-test contexts per test.
-- *Autouse async fixtures* are applied to sync tests too, where pytest-trio refuses them
-  ("Trio fixtures can only be used by Trio tests"). This plugin has no autouse fixture: its
-  binding and checks are hooks, so sync tests are untouched (or get the thread and process
-  checks alone, when opted in). Requesting ``ctx`` from a sync test is an error: it is async.
-- *Fixture teardown order and cancellation*: pytest-trio runs each fixture in its own task and
-  tears one down when its users are done, concurrently with unrelated fixtures; a fixture that
-  yields inside a nursery or cancel scope can be cancelled while suspended (pytest-trio#55),
-  and the crash is reported as a failure of the test. The plugin cancels ``ctx`` and runs its
-  check in the test's own task, right after the body, before any teardown, so results do not
-  depend on that order. A background task in pytest-trio's ``nursery`` fixture that runs
-  ``ctx.run(...)`` ends with ``ContextCancelled`` at that moment (and fails the test through
-  the fixture): run such tasks under ``ctx.move_on()``.
-- *trio_mode vs the marker*: without ``trio_mode`` an async test needs ``@pytest.mark.trio``
-  and its async fixtures run only then. The plugin binds every test that carries the trio
-  marker when it runs, whichever way it got it.
-- *Clocks*: with ``autojump_clock`` a stuck test reaches its virtual deadline at once (a fast,
-  exact failure), but a test that legitimately sleeps longer, in virtual time, than its
-  ``ctx_timeout`` fails. With ``mock_clock`` (no autojump) virtual time only moves when the
-  test jumps it, so the deadline never fires on its own: use pytest-timeout for wall time.
-- *Hypothesis*: tests decorated with ``@given`` are not bound (``ctx`` still works as a
-  fixture, without the deadline failure report and the leak check).
+The pytest-trio pitfalls (fixture scopes, autouse fixtures, teardown order, ``trio_mode``,
+clocks, Hypothesis) and what this plugin does about each are in the documentation's how-to
+guide "Test with the pytest plugin" (``docs/howto/testing.md``).
 """
 
 from __future__ import annotations
