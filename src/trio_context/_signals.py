@@ -83,11 +83,12 @@ async def open_signal_context(
 ) -> AsyncGenerator[CancelContext]:
     """Yield a context that the first of ``signals`` cancels gracefully, the second forcefully.
 
-    Soft and hard are built as in ``docs/explanation/internals.md``: ``hard = with_cancel(parent)``,
-    ``soft = with_cancel(with_value(hard, <key>, hard))``; :func:`hard_context` finds ``hard``
-    from ``soft`` or anything derived from it. A third signal raises ``KeyboardInterrupt``
-    through trio. Handlers are restored on exit, and both contexts are cancelled. Not
-    re-entrant per signal: an inner ``open_signal_context`` takes the signals over until it
+    Soft and hard are built as in ``docs/explanation/internals.md``:
+    ``hard = with_cancel(parent)``, ``soft = with_cancel(with_value(hard, <key>, hard))``;
+    :func:`hard_context` finds ``hard`` from ``soft`` or anything derived from it. A third
+    signal raises ``KeyboardInterrupt`` through trio. Handlers are restored on exit, and both
+    contexts are cancelled. Not re-entrant per signal: an inner ``open_signal_context`` takes
+    the signals over until it
     exits::
 
         async with tc.open_signal_context(tc.background()) as ctx:

@@ -77,7 +77,8 @@ def _detached(ctx: Context) -> CancelContext:
     twin = hard_context(ctx)
     if twin is not None:
         # Linked through after_func rather than parented under the twin: a child of the twin
-        # would lose every value set between the twin and ``ctx`` (see docs/explanation/internals.md).
+        # would lose every value set between the twin and ``ctx``
+        # (see docs/explanation/internals.md).
         def force() -> None:
             linked.cancel(twin.cause)
 

@@ -190,7 +190,8 @@ async def test_forced_stop_reaches_grace_and_cleanup_at_once(
         assert hard_context(soft) is hard
         graced = with_grace(below, 100)
         cctx = cleanup(below, 100)
-        # values set below the hard twin are kept (docs/explanation/internals.md deviation, see _stops.py)
+        # values set below the hard twin are kept (see _stops.py and
+        # docs/explanation/internals.md)
         assert graced.value(KEY) == cctx.value(KEY) == "below the twin"
 
         signal.raise_signal(signal.SIGUSR1)
