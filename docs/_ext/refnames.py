@@ -11,6 +11,7 @@ that exports that same object: :func:`canonical`.
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 import types
 from pathlib import Path
@@ -104,7 +105,28 @@ def unsorted_entries(reference_dir: Path) -> str:
     return "\n".join(parts)
 
 
-def _fill_unsorted(app: Any, docname: str, source: list[str]) -> None:
+_RULES_OF = re.compile(r"^\.\. rules-of:: (\S+)$", re.M)
+
+
+def defining_module(dotted: str) -> str:
+    """The private module that defines a public function (its ``__module__`` says the public
+    one), so a page can show that module's docstring: the rules for callers."""
+    module_name, _, name = dotted.rpartition(".")
+    value = inspect.unwrap(getattr(importlib.import_module(module_name), name))
+    defined_in = getattr(value, "__globals__", {}).get("__name__")
+    if not isinstance(defined_in, str):
+        raise TypeError(f"rules-of:: needs a public function, got {dotted}")
+    return defined_in
+
+
+def _rules_of(match: re.Match[str]) -> str:
+    module = defining_module(match[1])
+    return f".. automodule:: {module}\n   :no-members:\n   :no-index:\n"
+
+
+def _fill_reference(app: Any, docname: str, source: list[str]) -> None:
+    if docname.startswith("reference/"):
+        source[0] = _RULES_OF.sub(_rules_of, source[0])
     if docname == "reference/unsorted":
         entries = unsorted_entries(Path(app.srcdir) / "reference")
         source[0] = source[0].replace(".. unsorted-names::", entries)
@@ -163,12 +185,12 @@ def _short_names(app: Any, env: Any, node: Any, contnode: Any) -> Any:
 def _always_reread(
     app: Any, env: Any, added: set[str], changed: set[str], removed: set[str]
 ) -> list[str]:
-    # The catch-all depends on the package, not on its own source: rebuild it every time.
-    return ["reference/unsorted"] if "reference/unsorted" in env.found_docs else []
+    # The catch-all and the rules-of pages depend on the package, not on their own source.
+    return [name for name in env.found_docs if name.startswith("reference/")]
 
 
 def setup(app: Any) -> dict[str, Any]:
-    app.connect("source-read", _fill_unsorted)
+    app.connect("source-read", _fill_reference)
     app.connect("autodoc-process-docstring", _plain_raises, priority=400)  # before napoleon
     app.connect("missing-reference", _short_names)
     app.connect("env-get-outdated", _always_reread)
