@@ -22,6 +22,7 @@ import io
 import re
 import subprocess
 import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,8 +98,13 @@ def _normalised(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip("\n").splitlines())
 
 
+def _compile(block: Block, name: str) -> types.CodeType:
+    # Line numbers of the page, so a traceback points at the doc's own line.
+    return compile("\n" * (block.line - 1) + block.code, name, "exec")
+
+
 def _run(block: Block, name: str, namespace: dict[str, object]) -> None:
-    code = compile("\n" * (block.line - 1) + block.code, name, "exec")
+    code = _compile(block, name)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         exec(code, namespace)
@@ -125,6 +131,7 @@ def test_page_examples_run(page: Path, tmp_path: Path) -> None:
         if block.expect_failure is None:
             _run(block, name, namespace)
             continue
+        _compile(block, name)  # a typo is never an "expected" failure
         try:
             _run(block, name, namespace)
         except Exception:
