@@ -37,9 +37,11 @@ from ._group import StuckTaskError as StuckTaskError
 from ._group import TaskGroup as TaskGroup
 from ._group import open_group as open_group
 from ._meta import fixup_module_metadata
+from ._process import MemoryExceeded as MemoryExceeded
 from ._process import ProcessFailed as ProcessFailed
 from ._process import ProcessHandle as ProcessHandle
 from ._process import ProcessResult as ProcessResult
+from ._process import open_subreaper as open_subreaper
 from ._process import run_process as run_process
 from ._race import race as race
 from ._signals import SignalReceived as SignalReceived

@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM as contexts: the first signal asks politely, the second forces.
+"""Ctrl-C, SIGTERM and SIGHUP as contexts: the first signal asks politely, the second forces.
 
 Rules for callers:
 
@@ -9,7 +9,9 @@ Rules for callers:
           async with tc.open_signal_context(tc.background()) as ctx:
               await run_pipeline(ctx)
 
-- First signal (of ``signals``, default SIGINT and SIGTERM): the yielded *soft* context is
+- First signal (of ``signals``, default SIGINT, SIGTERM and, where it exists, SIGHUP: the
+  terminal closed or the SSH session dropped, which by default would kill the program at once
+  and leave its process groups behind): the yielded *soft* context is
   cancelled with a :class:`SignalReceived` cause. Code winds down; ``cleanup()`` contexts still
   run their ``finally:`` work.
 - Second signal: the *hard* twin is cancelled (cause ``SignalReceived(forced=True)``). Every
@@ -41,6 +43,11 @@ from ._stops import HARD_KEY
 __all__ = ["SignalReceived", "open_signal_context"]
 
 _Handler = Callable[[int, FrameType | None], Any] | int | None
+
+DEFAULT_SIGNALS: tuple[int, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+"""What :func:`open_signal_context` handles by default: SIGINT, SIGTERM and SIGHUP (POSIX)."""
 
 
 @final
@@ -79,9 +86,11 @@ def _rebuild(signum: int, forced: bool) -> SignalReceived:
 @asynccontextmanager
 async def open_signal_context(
     parent: Context,
-    signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
+    signals: Iterable[int] = DEFAULT_SIGNALS,
 ) -> AsyncGenerator[CancelContext]:
     """Yield a context that the first of ``signals`` cancels gracefully, the second forcefully.
+
+    ``signals`` defaults to SIGINT, SIGTERM and SIGHUP (SIGHUP is handled like SIGTERM).
 
     Soft and hard are built as in ``docs/explanation/internals.md``:
     ``hard = with_cancel(parent)``, ``soft = with_cancel(with_value(hard, <key>, hard))``;

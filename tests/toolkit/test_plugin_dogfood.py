@@ -86,5 +86,5 @@ async def test_to_thread_cancel_from_a_foreign_thread(
 async def test_run_process_timeout_leaves_no_process(ctx: tc.CancelContext) -> None:
     step = tc.with_timeout(ctx, 0.2)
     result = await tc.run_process(step, ["sh", "-c", "sleep 30 & sleep 30"], grace=1)
-    assert result.outcome in ("timed_out", "killed")
+    assert result.outcome == "timed_out"
     # The leak check then verifies that neither sleep (nor the group) is still alive.

@@ -216,7 +216,7 @@ async def test_grandchild_ignoring_term_is_killed_after_grace(ctx: tc.CancelCont
         with trio.fail_after(20):
             result = await run_process(job, ["sh", "-c", script], on_line=lines, grace=0.3)
     grandchild = int((await lines.wait_for("grandchild")).split()[1])
-    assert result.outcome == "killed"
+    assert result.outcome == "cancelled" and result.killed
     assert result.signal == signal.SIGTERM  # the leader obeyed; the group needed SIGKILL
     assert not result.stragglers_killed  # it was a stop, not the drain guard
     assert result.stop_duration is not None and result.stop_duration >= 0.3
@@ -315,7 +315,7 @@ async def test_hard_context_kills_at_once(ctx: tc.CancelContext) -> None:
         result = await run_process(
             ctx, ["sh", "-c", "echo ready; exec sleep 1000"], on_line=lines, hard=hard
         )
-    assert result.outcome == "killed"
+    assert result.outcome == "cancelled" and result.killed  # the hard context ended it
     assert result.signal == signal.SIGKILL
     assert result.cause is why
     assert_nothing_left(result)
@@ -451,7 +451,8 @@ async def test_idle_ignoring_term_is_killed_after_grace(
             grace=0.3,
             hard=hard,
         )
-    assert result.outcome == "killed"  # SIGKILL was needed, whatever asked it to stop
+    assert result.outcome == "idle"  # why it ended; SIGKILL was needed to end it
+    assert result.killed
     assert result.signal == signal.SIGKILL
     assert isinstance(result.cause, tc.IdleTimeout)
     assert result.stop_duration is not None and result.stop_duration >= 0.3

@@ -67,6 +67,18 @@ async def test_sigterm_then_sigint() -> None:
     assert code == 3
 
 
+async def test_sighup_is_handled_like_sigterm_by_default() -> None:
+    # The terminal closed: without a handler the program would die at once of SIGHUP.
+    lines, code = await run_child(sends={"ready": signal.SIGHUP, "cleanup-start": signal.SIGHUP})
+    assert lines[1:] == [
+        "graceful SIGHUP forced=False",
+        "cleanup-start",
+        "forced SIGHUP forced=True",
+        "handlers-restored",
+    ]
+    assert code == 3
+
+
 async def test_third_signal_is_keyboard_interrupt() -> None:
     lines, code = await run_child(
         "third",

@@ -1,10 +1,22 @@
-"""Subprocesses under a context: ``run_process`` and its result types.
+"""Subprocesses under a context: ``run_process``, its result types and ``open_subreaper``.
 
-Modules: ``_run`` (the public call and its result types), ``_supervisor`` (watching a process
-group and stopping it: TERM, grace, KILL), ``_pgroup`` (process-group signals, liveness and
-output tails).
+Modules: ``_run`` (the public call), ``_results`` (its result, failure and handle types),
+``_supervisor`` (watching one call's processes and stopping them: TERM, grace, KILL),
+``_descendants`` (one call's process tree: found, signalled, measured, reaped), ``_subreaper``
+(orphans come back to this process), ``_procfs`` (reads of ``/proc``), ``_memory`` (the cause
+of a memory stop), ``_pgroup`` (output tails, group signals, start errors).
 """
 
-from ._run import ProcessFailed, ProcessHandle, ProcessResult, run_process
+from ._memory import MemoryExceeded
+from ._results import ProcessFailed, ProcessHandle, ProcessResult
+from ._run import run_process
+from ._subreaper import open_subreaper
 
-__all__ = ["ProcessFailed", "ProcessHandle", "ProcessResult", "run_process"]
+__all__ = [
+    "MemoryExceeded",
+    "ProcessFailed",
+    "ProcessHandle",
+    "ProcessResult",
+    "open_subreaper",
+    "run_process",
+]

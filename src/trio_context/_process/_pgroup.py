@@ -1,8 +1,7 @@
-"""Plumbing for :mod:`._process`: output tails, process-group signals and liveness, start errors.
+"""Plumbing for :mod:`._process`: output tails, process-group signals, start errors.
 
-Nothing here is public. Everything runs in the trio thread; the process-group helpers are
-POSIX-only, and the liveness check reads ``/proc`` when there is one (Linux) so that zombies,
-which only wait for their parent or for init to reap them, do not count as alive.
+Nothing here is public. Everything runs in the trio thread; the process-group helper is
+POSIX-only. Finding and stopping the whole tree is :mod:`._descendants`.
 """
 
 from __future__ import annotations
@@ -13,11 +12,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Final
 
-import trio
-
 MAX_LINE: Final = 1 << 16  # longer lines reach on_line in pieces
-_POLL_FIRST: Final = 0.005  # seconds between checks for live group members, doubling...
-_POLL_MAX: Final = 0.1  # ...up to this
 
 
 class Tail:
@@ -79,39 +74,6 @@ def signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether the group has a member that is not a zombie (zombies are only waiting for
-    their parent, or for init, to reap them)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:  # no /proc: kill() cannot tell zombies apart
-        return True
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()  # state, ppid, pgrp, ...
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
-            return True
-    return False
-
-
-async def group_gone(pgid: int) -> None:
-    # Polling: no kernel event tells a parent that its grandchildren are gone.
-    pause = _POLL_FIRST
-    while group_alive(pgid):
-        await trio.sleep(pause)
-        pause = min(pause * 2, _POLL_MAX)
 
 
 def _is_str(value: object) -> bool:

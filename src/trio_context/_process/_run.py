@@ -52,9 +52,7 @@ import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from signal import Signals
-from typing import final
 
-import attrs
 import trio
 
 from .._core import (
@@ -65,146 +63,71 @@ from .._core import (
     IdleTimeout,
     check_parent,
     check_seconds,
+    with_cancel,
     with_idle_timeout,
 )
 from .._stops import with_grace
 from ..propagation import environ_for
-from ._pgroup import Tail, environment, is_count, signal_group, start_error
-from ._supervisor import Outcome, Supervisor, raise_single, signal_of
+from ._descendants import Tree
+from ._pgroup import Tail, environment, is_count, start_error
+from ._results import ProcessFailed, ProcessHandle, ProcessResult
+from ._subreaper import MARK_VAR, active
+from ._supervisor import Limits, Supervisor, raise_single, signal_of
 
-__all__ = ["Outcome", "ProcessFailed", "ProcessHandle", "ProcessResult", "run_process"]
+__all__ = ["run_process"]
 
 
-@final
-@attrs.frozen(repr=False)
-class ProcessResult:
-    """What :func:`run_process` observed. Immutable; ``stdout``/``stderr`` are the kept tails.
-
-    ``returncode`` follows :mod:`subprocess` (negative: killed by that signal, also given as
-    ``signal``). ``outcome`` says why it ended: ``"exited"`` on its own (whatever the code),
-    ``"cancelled"``/``"timed_out"`` after ``ctx`` asked it to stop, ``"idle"`` after
-    ``idle_timeout`` seconds without output, ``"killed"`` when SIGKILL was needed (grace
-    expired, or the hard context ended), whatever asked it to stop. ``cause`` is the cause of
-    the context that stopped it, an :class:`~trio_context.IdleTimeout` for an idle stop (also
-    when it then needed SIGKILL), None for ``"exited"``. ``duration`` runs from start to reaping,
-    ``stop_duration`` from the first stop signal to reaping (None if never asked to stop),
-    both in seconds on trio's clock. ``stdout_truncated`` says output was dropped (more than
-    ``max_output``, or any output with ``capture=False``). ``stragglers_killed`` says members
-    of the group outlived a leader that exited on its own and were killed.
-    """
-
-    args: str | tuple[str, ...]
-    pid: int
-    returncode: int
-    signal: Signals | None
-    stdout: bytes
-    stderr: bytes
-    stdout_truncated: bool
-    stderr_truncated: bool
-    outcome: Outcome
-    duration: float
-    stop_duration: float | None
-    cause: BaseException | None
-    stragglers_killed: bool
-
-    @property
-    def ok(self) -> bool:
-        """True when the process exited on its own with code 0."""
-        return self.outcome == "exited" and self.returncode == 0
-
-    def describe(self) -> str:
-        """One line saying how it ended, e.g. ``"exited with code 2"``."""
-        how = (
-            f"was killed by {self.signal.name}"
-            if self.signal is not None
-            else f"exited with code {self.returncode}"
+def _command(
+    command: str | Sequence[str | os.PathLike[str]], shell: bool
+) -> tuple[str | tuple[str, ...], str]:
+    """The command as run (a string for the shell, else a tuple) and the program's name."""
+    if shell:
+        if not isinstance(command, str):
+            raise TypeError("`command` must be a string when shell=True")
+        return command, "/bin/sh"
+    if isinstance(command, str | bytes):
+        raise TypeError(
+            "`command` must be a sequence of arguments; pass shell=True to run "
+            "a string through /bin/sh"
         )
-        if self.outcome == "exited":
-            return how
-        if self.outcome == "idle" and isinstance(self.cause, IdleTimeout):
-            return f"{how} (idle: no output for {self.cause.seconds:g} s)"
-        return f"{how} ({self.outcome.replace('_', ' ')})"
-
-    def __repr__(self) -> str:
-        return (
-            f"<trio_context.ProcessResult {self.args!r} pid {self.pid}: {self.describe()}, "
-            f"{len(self.stdout)}+{len(self.stderr)} bytes of output>"
-        )
+    args = tuple(os.fspath(part) for part in command)
+    if not args:
+        raise ValueError("`command` must not be empty")
+    return args, args[0]
 
 
-@final
-class ProcessFailed(Exception):
-    """Raised by ``run_process(..., check=True)`` when the process did not exit with code 0.
-
-    ``result`` is the full :class:`ProcessResult`::
-
-        try:
-            await tc.run_process(ctx, ["make"], check=True)
-        except tc.ProcessFailed as exc:
-            print(exc.result.stderr.decode()[-2000:])
-    """
-
-    def __init__(self, result: ProcessResult) -> None:
-        super().__init__(f"command {result.args!r} {result.describe()}")
-        self.result = result
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.result,))
+def _positive(value: float | None, name: str, what: str) -> float | None:
+    if value is None:
+        return None
+    value = check_seconds(value, name)
+    if value == 0:
+        raise ValueError(f"`{name}` must be positive ({what})")
+    return value
 
 
-@final
-class ProcessHandle:
-    """The process of a running :func:`run_process` call, as ``nursery.start`` reports it.
-
-    ``pid`` is the leader's pid, which is also its process group's id; ``args`` the command as
-    run. Made by ``run_process`` only::
-
-        handle = await nursery.start(tc.run_process, ctx, ["server", "--port", "0"])
-        handle.send_signal(signal.SIGHUP)  # reload
-
-    To get the result too, start a task of your own that passes ``task_status`` on::
-
-        async def build(task_status: trio.TaskStatus[tc.ProcessHandle]) -> None:
-            result = await tc.run_process(ctx, ["make"], task_status=task_status)
-            ...
-
-        handle = await nursery.start(build)
-    """
-
-    __slots__ = ("_run", "args", "pid")
-
-    def __init__(self, run: Supervisor, args: str | tuple[str, ...]) -> None:
-        self._run = run
-        self.pid = run.pgid
-        self.args = args
-
-    @property
-    def returncode(self) -> int | None:
-        """The leader's exit status (as in :mod:`subprocess`), None while it runs."""
-        return self._run.proc.returncode
-
-    @property
-    def running(self) -> bool:
-        """False once ``run_process`` has reaped the group: signals are then ignored."""
-        return not self._run.reaped
-
-    def send_signal(self, sig: int) -> None:
-        """Send ``sig`` to the whole process group; nothing once the call has reaped it (the
-        group's id may then belong to another process). Call it in the trio thread.
-
-        This does not count as a stop: the result says ``"exited"`` however the group then
-        ends. To stop the process, cancel its context.
-
-        Raises:
-            ValueError: ``sig`` is not a signal number.
-        """
-        signum = Signals(sig)
-        if not self._run.reaped:
-            signal_group(self._run.pgid, signum)
-
-    def __repr__(self) -> str:
-        state = "running" if self.returncode is None else f"exited ({self.returncode})"
-        return f"<trio_context.ProcessHandle {self.args!r} pid {self.pid}, {state}>"
+def _limits(
+    ctx: Context, idle_timeout: float | None, max_rss: int | None, rss_interval: float
+) -> Limits:
+    """The contexts for the call's own limits, children of ``ctx`` (cancel ``limits.soft``
+    and its parents when done)."""
+    soft: Context = ctx
+    idle_cause: IdleTimeout | None = None
+    idle: IdleContext | None = None
+    if idle_timeout is not None:
+        idle_cause = IdleTimeout(idle_timeout)
+        soft = idle = with_idle_timeout(ctx, idle_timeout, cause=idle_cause)
+    memory: CancelContext | None = None
+    if max_rss is not None:
+        soft = memory = with_cancel(soft)
+    return Limits(
+        soft,
+        idle_cause=idle_cause,
+        touch=None if idle is None else idle.touch,
+        memory=memory,
+        max_rss=max_rss,
+        interval=rss_interval,
+        owned=[c for c in (memory, idle) if c is not None],
+    )
 
 
 async def run_process(
@@ -223,6 +146,8 @@ async def run_process(
     hard: Context | None = None,
     drain_timeout: float = 1.0,
     idle_timeout: float | None = None,
+    max_rss: int | None = None,
+    rss_interval: float = 0.5,
     propagate_deadline: bool = True,
     task_status: trio.TaskStatus[ProcessHandle] = trio.TASK_STATUS_IGNORED,
 ) -> ProcessResult:
@@ -234,7 +159,10 @@ async def run_process(
     writes straight to this process's stdout/stderr. ``hard`` replaces the default
     ``with_grace(ctx, grace)`` as the context whose end means SIGKILL. ``drain_timeout`` bounds
     the wait for stragglers after the leader exits on its own. ``idle_timeout`` stops the group
-    after that many seconds without output (outcome ``"idle"``). ``propagate_deadline`` (on by
+    after that many seconds without output (outcome ``"idle"``). ``max_rss`` stops it once the
+    resident memory of the whole tree (leader and tracked descendants, sampled every
+    ``rss_interval`` seconds from ``/proc``; Linux only) passes that many bytes (outcome
+    ``"memory"``, cause :class:`~trio_context.MemoryExceeded`). ``propagate_deadline`` (on by
     default) sets ``TRIO_CONTEXT_DEADLINE`` in the child's environment from ``ctx``, over
     anything ``env`` says. ``task_status`` is for ``nursery.start``, which then returns a
     :class:`ProcessHandle` once the process runs. Not idempotent: each call starts
@@ -252,26 +180,13 @@ async def run_process(
             (this includes an ``"idle"`` stop: ``ctx`` itself is not done).
         FileNotFoundError, PermissionError, NotADirectoryError: the executable or ``cwd`` is
             missing or unusable (the message names the argument; nothing is left running).
-        TypeError, ValueError: a bad argument (``idle_timeout`` must be positive).
+        TypeError, ValueError: a bad argument (``idle_timeout``, ``max_rss`` and
+            ``rss_interval`` must be positive).
         trio.Cancelled: the calling task was cancelled (after the group was stopped).
         Exception: whatever ``on_line`` raised (the process group is killed first).
     """
     check_parent(ctx, "ctx")
-    args: str | tuple[str, ...]
-    if shell:
-        if not isinstance(command, str):
-            raise TypeError("`command` must be a string when shell=True")
-        args, program = command, "/bin/sh"
-    else:
-        if isinstance(command, str | bytes):
-            raise TypeError(
-                "`command` must be a sequence of arguments; pass shell=True to run "
-                "a string through /bin/sh"
-            )
-        args = tuple(os.fspath(part) for part in command)
-        if not args:
-            raise ValueError("`command` must not be empty")
-        program = args[0]
+    args, program = _command(command, shell)
     grace = check_seconds(grace, "grace")
     drain_timeout = check_seconds(drain_timeout, "drain_timeout")
     term = Signals(term_signal)
@@ -281,10 +196,10 @@ async def run_process(
         raise TypeError("`on_line` must be a callable (stream_name, line) or None")
     if hard is not None:
         check_parent(hard, "hard")
-    if idle_timeout is not None:
-        idle_timeout = check_seconds(idle_timeout, "idle_timeout")
-        if idle_timeout == 0:
-            raise ValueError("`idle_timeout` must be positive (or None for no idle limit)")
+    idle_timeout = _positive(idle_timeout, "idle_timeout", "or None for no idle limit")
+    if max_rss is not None and (not is_count(max_rss) or max_rss == 0):
+        raise ValueError(f"`max_rss` must be a positive int (bytes) or None, got {max_rss!r}")
+    rss_interval = _positive(rss_interval, "rss_interval", "seconds between samples") or 0.5
     workdir = None if cwd is None else os.fspath(cwd)
     if workdir is not None and not await trio.Path(workdir).is_dir():
         raise NotADirectoryError(errno.ENOTDIR, f"`cwd` is not a directory: {workdir!r}")
@@ -292,20 +207,23 @@ async def run_process(
     ctx.check()
 
     own_hard: CancelContext | None = None
-    idle: IdleContext | None = None
-    idle_cause: IdleTimeout | None = None
     if hard is None:
         hard = own_hard = with_grace(ctx, grace)
     pipe = subprocess.PIPE if capture or on_line is not None else None
     out = Tail("stdout", max_output, capture, on_line)
     err = Tail("stderr", max_output, capture, on_line)
     started = trio.current_time()
+    limits: Limits | None = None
+    tree: Tree | None = None
     try:
         if propagate_deadline:
             merged_env = environ_for(ctx, base=os.environ if merged_env is None else merged_env)
-        if idle_timeout is not None:
-            idle_cause = IdleTimeout(idle_timeout)
-            idle = with_idle_timeout(ctx, idle_timeout, cause=idle_cause)
+        reaper = active()
+        mark = None if reaper is None else reaper.new_mark()
+        if mark is not None:  # every descendant inherits it: the subreaper can tell them apart
+            merged_env = dict(os.environ if merged_env is None else merged_env)
+            merged_env[MARK_VAR] = mark.decode().partition("=")[2]
+        limits = _limits(ctx, idle_timeout, max_rss, rss_interval)
         try:
             proc = await trio.lowlevel.open_process(
                 args,
@@ -319,17 +237,8 @@ async def run_process(
             )
         except OSError as exc:
             raise start_error(exc, program, workdir) from exc
-        run = Supervisor(
-            proc,
-            ctx,
-            hard,
-            term,
-            grace,
-            drain_timeout,
-            idle=idle,
-            touch=None if idle is None else idle.touch,
-            idle_cause=idle_cause,
-        )
+        tree = Tree(proc.pid, lambda: proc.returncode is None, mark)
+        run = Supervisor(proc, tree, ctx, hard, term, grace, drain_timeout, limits)
         finished = trio.Event()
         try:
             async with trio.open_nursery() as nursery:
@@ -340,15 +249,18 @@ async def run_process(
                     task_status.started(ProcessHandle(run, args))
                     await finished.wait()
                 except BaseException:  # trio.Cancelled, mostly
-                    run.abort()  # the supervisor is shielded: it stops the group, then we go
+                    run.abort()  # the supervisor is shielded: it stops the tree, then we go
                     raise
         except BaseExceptionGroup as group:
             raise_single(group)
+        contained = tree.contained
     finally:
+        if tree is not None:
+            tree.close()
         if own_hard is not None:
             own_hard.cancel()  # releases its watch on ctx
-        if idle is not None:
-            idle.cancel()  # releases its timer
+        if limits is not None:
+            limits.close()  # releases the limit contexts (and the idle timer)
     if run.error is not None:
         raise run.error
 
@@ -370,9 +282,11 @@ async def run_process(
         stop_duration=None if run.stop_at is None else ended - run.stop_at,
         cause=run.cause(outcome),
         stragglers_killed=run.stragglers,
+        killed=run.forced,
+        contained=contained,
     )
     if check and not result.ok:
-        if outcome != "exited" and not run.idle_fired and ctx.err is not None:
+        if outcome != "exited" and run.limit_cause is None and ctx.err is not None:
             try:
                 ctx.check()
             except ContextError as exc:

@@ -1,9 +1,11 @@
 """Supervision of one process started by :func:`~trio_context.run_process`.
 
 Nothing here is public. A :class:`Supervisor` runs shielded in the trio thread: it drains both
-pipes, watches the contexts (the soft one sends the term signal, the hard one SIGKILL), keeps the
-drain guard after the leader exits, and reaps everything before it reports. Only ``ctx``, the
-idle context, ``hard``, the kill timer and :meth:`Supervisor.abort` end it early.
+pipes, watches the contexts (the soft one sends the term signal, the hard one SIGKILL), samples
+the tree's memory when there is a limit, keeps the drain guard after the leader exits, and
+reaps everything before it reports. Only ``ctx``, the limit contexts (idle, memory), ``hard``,
+the kill timer and :meth:`Supervisor.abort` end it early. Every signal goes to the whole
+:class:`~._descendants.Tree` (the group and the descendants that left it).
 """
 
 from __future__ import annotations
@@ -15,46 +17,83 @@ from typing import Final, Literal, NoReturn
 
 import trio
 
-from .._core import Context, DeadlineExceeded
-from ._pgroup import Tail, group_alive, group_gone, signal_group
+from .._core import CancelContext, Context, DeadlineExceeded
+from ._descendants import Tree
+from ._memory import MemoryExceeded
+from ._pgroup import Tail
 
-__all__ = ["Outcome", "Supervisor", "raise_single", "signal_of"]
+__all__ = ["Limits", "Outcome", "Supervisor", "raise_single", "signal_of"]
 
-Outcome = Literal["exited", "cancelled", "timed_out", "idle", "killed"]
-"""How a process ended (see :class:`~trio_context.ProcessResult`)."""
+Outcome = Literal["exited", "cancelled", "timed_out", "idle", "memory"]
+"""Why a process ended (see :class:`~trio_context.ProcessResult`)."""
 
 _CHUNK: Final = 1 << 16
+_POLL_FIRST: Final = 0.005  # seconds between checks for live processes of the tree, doubling...
+_POLL_MAX: Final = 0.1  # ...up to this
+
+
+class Limits:
+    """The limits of one call that are not the caller's contexts: no output for ``idle`` s,
+    more than ``max_rss`` bytes resident. ``soft`` is the innermost context (a child of the
+    caller's ``ctx``): it ends when ``ctx`` does or when a limit passes (then ``cause`` is the
+    limit's own cause object)."""
+
+    def __init__(
+        self,
+        soft: Context,
+        *,
+        idle_cause: BaseException | None = None,
+        touch: Callable[[], None] | None = None,
+        memory: CancelContext | None = None,
+        max_rss: int | None = None,
+        interval: float = 0.5,
+        owned: Sequence[CancelContext] = (),
+    ) -> None:
+        self.soft = soft
+        self.owned = owned
+        self.idle_cause = idle_cause
+        self.touch = touch
+        self.memory = memory
+        self.max_rss = max_rss
+        self.interval = interval
+        self.memory_cause: BaseException | None = None
+
+    def close(self) -> None:
+        """Release the limit contexts (the idle timer, the memory context). Idempotent."""
+        for owned in self.owned:
+            owned.cancel()
+
+    def own(self, cause: BaseException | None) -> bool:
+        return cause is not None and (cause is self.idle_cause or cause is self.memory_cause)
 
 
 class Supervisor:
     """The supervision of one started process. Runs shielded, in the trio thread: only ``ctx``,
-    ``idle``, ``hard``, the kill timer and :meth:`abort` end it early.
+    the limits, ``hard``, the kill timer and :meth:`abort` end it early.
 
-    ``idle`` (a child of ``ctx``, or None) is touched by every chunk of output; when it ends by
-    itself (its cause is ``idle_cause``) the group is stopped as by :meth:`abort`: the term
-    signal, then SIGKILL after ``grace`` at the latest, whatever ``hard`` is.
+    When ``limits.soft`` ends by a limit of its own (idle, memory) before the leader exits, the
+    tree is stopped as by :meth:`abort`: the term signal, then SIGKILL after ``grace`` at the
+    latest, whatever ``hard`` is.
     """
 
     def __init__(
         self,
         proc: trio.Process,
+        tree: Tree,
         ctx: Context,
         hard: Context,
         term_signal: int,
         grace: float,
         drain_timeout: float,
-        idle: Context | None = None,
-        touch: Callable[[], None] | None = None,
-        idle_cause: BaseException | None = None,
+        limits: Limits,
     ) -> None:
         self.proc = proc
+        self.tree = tree
         self.pgid = proc.pid  # start_new_session: the leader's pid is the group's id
         self.ctx = ctx
         self.hard = hard
-        self.idle = idle
-        self.touch = touch
-        self.idle_cause = idle_cause
-        self.idle_fired = False  # the idle context ended by itself before ctx did
+        self.limits = limits
+        self.limit_cause: BaseException | None = None  # a limit stopped it before the leader exited
         self.term_signal = term_signal
         self.grace = grace
         self.drain_timeout = drain_timeout
@@ -86,6 +125,8 @@ class Supervisor:
                         self.pipes_closed.set()
                     nursery.start_soon(self.watch_soft)
                     nursery.start_soon(self.watch_hard)
+                    if self.limits.max_rss is not None:
+                        nursery.start_soon(self.watch_memory, self.limits.max_rss)
                     await self.proc.wait()
                     self.leader_done = True
                     await self.after_leader()
@@ -95,10 +136,11 @@ class Supervisor:
                 finished.set()
 
     async def drain(self, stream: trio.abc.ReceiveStream, tail: Tail) -> None:
+        touch = self.limits.touch
         try:
             while chunk := await stream.receive_some(_CHUNK):
-                if self.touch is not None:
-                    self.touch()
+                if touch is not None:
+                    touch()
                 self.feed(tail, bytes(chunk))
             self.feed(tail, b"", flush=True)
         except trio.ClosedResourceError:
@@ -124,28 +166,43 @@ class Supervisor:
             self.stop_at = trio.current_time()
         if not self.term_sent and not self.reaped:
             self.term_sent = True
-            signal_group(self.pgid, self.term_signal)
+            self.tree.signal(self.term_signal)
 
     def abort(self) -> None:
-        """The calling task was cancelled, or the idle limit passed: stop, and SIGKILL after
+        """The calling task was cancelled, or a limit passed: stop, and SIGKILL after
         ``grace`` at the latest."""
         self.stop()
         self.kill_timer.deadline = min(self.kill_timer.deadline, trio.current_time() + self.grace)
 
     async def watch_soft(self) -> None:
-        soft = self.ctx if self.idle is None else self.idle
+        soft = self.limits.soft
         await soft.done.wait()
-        if self.idle is None or self.idle.cause is not self.idle_cause:
+        if not self.limits.own(soft.cause):
             self.stop()
-        elif not self.leader_done:  # afterwards the drain guard owns what is left of the group
-            self.idle_fired = True
+        elif not self.leader_done:  # afterwards the drain guard owns what is left of the tree
+            self.limit_cause = soft.cause
             self.abort()  # no context of the caller's ends: the kill timer enforces the grace
+
+    async def watch_memory(self, limit: int) -> None:
+        """Sample the tree's resident memory every ``limits.interval`` s while the leader runs;
+        past ``limit``, end the memory context with a :class:`MemoryExceeded` cause."""
+        memory = self.limits.memory
+        assert memory is not None
+        while not self.leader_done and not memory.done.is_set():
+            rss = self.tree.refresh()
+            if rss > limit:
+                self.limits.memory_cause = cause = MemoryExceeded(rss, limit)
+                memory.cancel(cause)
+                return
+            await trio.sleep(self.limits.interval)
 
     async def watch_hard(self) -> None:
         with self.kill_timer:
             await self.hard.done.wait()
         if not self.leader_done or self.stopping:
-            self.forced = True
+            # SIGKILL is needed if the leader runs, or a stopped tree still has a live process
+            if not self.leader_done or self.tree.alive_now():
+                self.forced = True
             if self.stop_at is None:
                 self.stop_at = trio.current_time()
         self.kill()
@@ -155,16 +212,23 @@ class Supervisor:
     def kill(self) -> None:
         self.kill_sent = True
         if not self.reaped:
-            signal_group(self.pgid, signal.SIGKILL)
+            self.tree.signal(signal.SIGKILL)
+
+    async def tree_gone(self) -> None:
+        # Polling: no kernel event tells a parent that its grandchildren are gone.
+        pause = _POLL_FIRST
+        while await self.tree.alive():
+            await trio.sleep(pause)
+            pause = min(pause * 2, _POLL_MAX)
 
     async def settled(self) -> None:
-        """Wait until the pipes are closed and no live member is left in the group."""
+        """Wait until the pipes are closed and no live process of the tree is left."""
         await self.pipes_closed.wait()
-        await group_gone(self.pgid)
+        await self.tree_gone()
 
     async def after_leader(self) -> None:
-        """The drain guard: let the rest of the group finish, within bounds, then kill it."""
-        if self.stopping:  # the group keeps its grace period: until watch_hard kills
+        """The drain guard: let the rest of the tree finish, within bounds, then kill it."""
+        if self.stopping:  # the tree keeps its grace period: until watch_hard kills
             with trio.CancelScope() as self.grace_scope:
                 if self.kill_sent:
                     self.grace_scope.cancel()
@@ -176,40 +240,39 @@ class Supervisor:
                 return
             self.stragglers = True
         self.kill()
-        # After SIGKILL the pipes close, unless a process outside the group holds them.
+        # After SIGKILL the pipes close, unless a process outside the tree holds them.
         with trio.move_on_after(self.drain_timeout):
             await self.pipes_closed.wait()
 
     async def reap(self) -> None:
-        """Leave nothing behind: leader reaped, no live group member, pipes closed."""
+        """Leave nothing behind: leader reaped, no live process of the tree, pipes closed."""
         if self.proc.returncode is None:
             self.kill()
             await self.proc.wait()
-        if group_alive(self.pgid):
+        if await self.tree.alive():
             self.stragglers = self.stragglers or not self.stopping
             self.kill()
             with trio.move_on_after(max(self.drain_timeout, 1.0)):
-                await group_gone(self.pgid)
+                await self.tree_gone()
         self.reaped = True
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 await stream.aclose()
 
     def outcome(self) -> Outcome:
-        if self.forced:
-            return "killed"
-        if self.stopping:
-            if self.idle_fired:
-                return "idle"
-            return "timed_out" if isinstance(self.ctx.err, DeadlineExceeded) else "cancelled"
+        if self.limit_cause is not None:
+            return "idle" if self.limit_cause is self.limits.idle_cause else "memory"
+        if self.stopping or self.forced:
+            err = self.ctx.err if self.ctx.err is not None else self.hard.err
+            return "timed_out" if isinstance(err, DeadlineExceeded) else "cancelled"
         return "exited"
 
     def cause(self, outcome: Outcome) -> BaseException | None:
         """The cause of whatever stopped the process (None when it exited by itself)."""
         if outcome == "exited":
             return None
-        if self.idle_fired:
-            return self.idle_cause
+        if self.limit_cause is not None:
+            return self.limit_cause
         return self.ctx.cause if self.ctx.err is not None else self.hard.cause
 
 
