@@ -38,7 +38,7 @@ class Tree:
         self.known: dict[int, Stat] = {}  # descendants other than the leader
         self.ids: set[int] = set()  # every pid ever known (their groups and sessions are ours)
         self.left_group = 0  # how many known descendants were seen outside the group
-        self.killing = False  # SIGKILL was sent: kill whatever is found from now on
+        self.sent: int | None = None  # the last stop signal: sent to whatever is found later
         reaper = active()
         self.reaper: Reaper | None = reaper if mark is not None else None
         self.mark = mark or b""
@@ -66,19 +66,20 @@ class Tree:
             self.left_group += 1
         if self.reaper is not None:
             self.reaper.index(self, pid)
-        if self.killing and not st.zombie:
-            _kill(pid, signal.SIGKILL)
+        if self.sent is not None and not st.zombie and st.pgid != self.pgid:
+            _kill(pid, self.sent)
 
     def _drop(self, pid: int) -> None:
         del self.known[pid]
         if self.reaper is not None and self.reaper.owned.get(pid) is self:
             del self.reaper.owned[pid]
 
-    def refresh(self) -> int:
+    def refresh(self, *, fresh: bool = False) -> int:
         """Update the known descendants (reaping zombie orphans); return the resident memory
-        of the live ones plus the leader, in bytes."""
+        of the live ones plus the leader, in bytes. ``fresh``: claim orphans now, even if
+        another call just did."""
         if self.reaper is not None:
-            self.reaper.claim()
+            self.reaper.claim(fresh=fresh)
         rss = 0
         me = os.getpid()
         todo: list[int] = list(self.known)
@@ -116,8 +117,8 @@ class Tree:
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the group and to every known descendant outside it."""
-        if sig == signal.SIGKILL:
-            self.killing = True
+        if self.sent != signal.SIGKILL:
+            self.sent = sig
         _killpg(self.pgid, sig)
         self.refresh()
         for pid, st in self.known.items():
@@ -133,7 +134,9 @@ class Tree:
         try:
             os.killpg(self.pgid, 0)
         except ProcessLookupError:
-            return False
+            # The deciding look: claim the orphans re-parented until now.
+            self.refresh(fresh=True)
+            return bool(self.known)
         except PermissionError:
             pass
         return True

@@ -13,7 +13,16 @@ import os
 import sys
 from typing import Final, NamedTuple
 
-__all__ = ["HAVE_PROCFS", "PAGE_SIZE", "Stat", "children", "environ_has", "scan_group", "stat"]
+__all__ = [
+    "HAVE_PROCFS",
+    "PAGE_SIZE",
+    "Stat",
+    "children",
+    "environ_has",
+    "own_children",
+    "scan_group",
+    "stat",
+]
 
 HAVE_PROCFS: Final = sys.platform == "linux" and os.path.isdir("/proc/self/task")
 PAGE_SIZE: Final = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -72,6 +81,17 @@ def children(pid: int) -> list[int]:
         except OSError:
             continue
     return out
+
+
+def own_children(pid: int) -> list[int]:
+    """The children of process ``pid`` (this one) that are listed under its main thread:
+    those it forked there and the orphans the kernel re-parented to it (always to the first
+    live thread). Falls back to every thread when the main thread is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return children(pid)
 
 
 def environ_has(pid: int, entry: bytes) -> bool:

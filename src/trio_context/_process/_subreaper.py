@@ -30,19 +30,22 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import itertools
+import math
 import os
 import secrets
+import time
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Final, Protocol
 
-from ._procfs import HAVE_PROCFS, Stat, children, environ_has, stat
+from ._procfs import HAVE_PROCFS, Stat, environ_has, own_children, stat
 
-__all__ = ["MARK_VAR", "Owner", "Reaper", "active", "open_subreaper"]
+__all__ = ["MARK_VAR", "Owner", "Reaper", "active", "open_subreaper", "set_subreaper"]
 
 MARK_VAR: Final = "TRIO_CONTEXT_PROCESS_TREE"
 _PR_SET_CHILD_SUBREAPER: Final = 36
 _PR_GET_CHILD_SUBREAPER: Final = 37
+_CLAIM_EVERY: Final = 0.002  # seconds: stopping many calls at once claims once, not per call
 
 
 class Owner(Protocol):
@@ -66,6 +69,7 @@ class Reaper:
         self.by_mark: dict[bytes, Owner] = {}
         self.owned: dict[int, Owner] = {}
         self.rejected: set[int] = set()  # children attributed to no call
+        self.claimed_at = -math.inf
 
     def new_mark(self) -> bytes:
         """A fresh ``NAME=value`` environment entry for one call."""
@@ -90,10 +94,16 @@ class Reaper:
         self.by_id.setdefault(pid, owner)
         self.owned.setdefault(pid, owner)
 
-    def claim(self) -> None:
+    def claim(self, *, fresh: bool = False) -> None:
         """Hand every new child of this process that a call owns over to that call. Reads
-        this process's children list, and one ``stat`` (maybe ``environ``) per new child."""
-        kids = children(self.pid)
+        this process's children list, and one ``stat`` (maybe ``environ``) per new child.
+        Skipped when the last claim is less than ``_CLAIM_EVERY`` s old, unless ``fresh``."""
+        now = time.perf_counter()
+        if not fresh and now - self.claimed_at < _CLAIM_EVERY:
+            return
+        self.claimed_at = now
+        # The kernel re-parents orphans to the first live thread, the main one: read its list.
+        kids = own_children(self.pid)
         self.rejected.intersection_update(kids)
         for pid in kids:
             if pid in self.leaders or pid in self.rejected or pid in self.owned:
@@ -132,6 +142,19 @@ def _get(libc: ctypes.CDLL) -> int | None:
     if libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(value), 0, 0, 0) != 0:
         return None
     return value.value
+
+
+def set_subreaper(value: int) -> int | None:
+    """Set this process's subreaper flag; return the previous value, or None (nothing done)
+    where there is no such flag. For the leak check, which has no trio loop to use
+    :func:`open_subreaper` with."""
+    libc = _prctl()
+    previous = None if libc is None else _get(libc)
+    if libc is None or previous is None:
+        return None
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, value, 0, 0, 0) != 0:
+        return None
+    return previous
 
 
 @asynccontextmanager

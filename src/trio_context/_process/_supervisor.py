@@ -17,9 +17,10 @@ from typing import Final, Literal, NoReturn
 
 import trio
 
-from .._core import CancelContext, Context, DeadlineExceeded
+from .._core import CancelContext, Context, DeadlineExceeded, after_func
 from ._descendants import Tree
 from ._memory import MemoryExceeded
+from ._pace import turn
 from ._pgroup import Tail
 
 __all__ = ["Limits", "Outcome", "Supervisor", "raise_single", "signal_of"]
@@ -101,6 +102,7 @@ class Supervisor:
         self.pipes_closed = trio.Event()
         self.leader_done = False
         self.reaped = False  # from then on the group id may be reused: send nothing
+        self.term_wanted = trio.Event()
         self.term_sent = False
         self.kill_sent = False
         self.stopping = False  # asked to stop before the leader exited
@@ -114,6 +116,7 @@ class Supervisor:
     async def supervise(
         self, tails: Sequence[tuple[trio.abc.ReceiveStream | None, Tail]], finished: trio.Event
     ) -> None:
+        watches: list[Callable[[], bool]] = []
         with trio.CancelScope(shield=True):
             try:
                 async with trio.open_nursery() as nursery:
@@ -123,7 +126,11 @@ class Supervisor:
                             nursery.start_soon(self.drain, stream, tail)
                     if self.open_pipes == 0:
                         self.pipes_closed.set()
-                    nursery.start_soon(self.watch_soft)
+                    # Callbacks, not tasks waiting on ``done``: stopping hundreds of calls at
+                    # once then wakes no task per call in the batch that cancels them.
+                    watches.append(after_func(self.limits.soft, self.on_soft_done))
+                    watches.append(after_func(self.hard, self.kill_timer.cancel))
+                    nursery.start_soon(self.send_term)
                     nursery.start_soon(self.watch_hard)
                     if self.limits.max_rss is not None:
                         nursery.start_soon(self.watch_memory, self.limits.max_rss)
@@ -132,6 +139,8 @@ class Supervisor:
                     await self.after_leader()
                     nursery.cancel_scope.cancel()
             finally:
+                for unwatch in watches:
+                    unwatch()
                 await self.reap()
                 finished.set()
 
@@ -160,11 +169,17 @@ class Supervisor:
                 self.kill()
 
     def stop(self) -> None:
-        """Send the term signal once; count it as a stop if the leader still runs."""
+        """Ask for the term signal (sent once, by :meth:`send_term`); count it as a stop if
+        the leader still runs."""
         if not self.leader_done and not self.stopping:
             self.stopping = True
             self.stop_at = trio.current_time()
-        if not self.term_sent and not self.reaped:
+        self.term_wanted.set()
+
+    async def send_term(self) -> None:
+        await self.term_wanted.wait()
+        await turn()  # many stops at once: spread over batches of trio's run loop
+        if not self.term_sent and not self.kill_sent and not self.reaped:
             self.term_sent = True
             self.tree.signal(self.term_signal)
 
@@ -174,9 +189,8 @@ class Supervisor:
         self.stop()
         self.kill_timer.deadline = min(self.kill_timer.deadline, trio.current_time() + self.grace)
 
-    async def watch_soft(self) -> None:
+    def on_soft_done(self) -> None:
         soft = self.limits.soft
-        await soft.done.wait()
         if not self.limits.own(soft.cause):
             self.stop()
         elif not self.leader_done:  # afterwards the drain guard owns what is left of the tree
@@ -197,8 +211,9 @@ class Supervisor:
             await trio.sleep(self.limits.interval)
 
     async def watch_hard(self) -> None:
-        with self.kill_timer:
-            await self.hard.done.wait()
+        with self.kill_timer:  # cancelled when ``hard`` ends, or by its deadline
+            await trio.sleep_forever()
+        await turn()
         if not self.leader_done or self.stopping:
             # SIGKILL is needed if the leader runs, or a stopped tree still has a live process
             if not self.leader_done or self.tree.alive_now():

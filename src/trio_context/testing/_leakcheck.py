@@ -155,8 +155,9 @@ class LeakWatch:
             self._busy_before = {t for t in self._threads_before if trio_worker_busy(t)}
             self._patch(threading.Thread, "start", self._wrap_thread_start)
         if "processes" in self.kinds and procfs():
-            self._procs = ProcessWatch()
-            self._patch(subprocess.Popen, "__init__", self._procs.wrap_popen_init)
+            self._procs = procs = ProcessWatch()
+            self._restore.append(procs.close)
+            self._patch(subprocess.Popen, "__init__", procs.wrap_popen_init)
 
     def _patch(self, owner: type, name: str, wrap: Callable[[Any], Any]) -> None:
         original = owner.__dict__[name]

@@ -6,8 +6,11 @@ with :meth:`ProcessWatch.wrap_popen_init`) to record the pid, command line and c
 every process started through it (trio's and trio_context's ``run_process`` use it).
 :meth:`ProcessWatch.leaks` reports those still alive, live members of the process groups they led
 (an orphaned grandchild of a ``sh -c``) and, where the kernel has
-``/proc/<pid>/task/<tid>/children``, any other new direct child. Everything is read from
-``/proc``; :func:`procfs` says whether it is there.
+``/proc/<pid>/task/<tid>/children``, any other new direct child. While the watch is open the
+test process is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so a descendant that escaped
+its group and session (``setsid``, a double fork) and lost its parent is re-parented to it and
+reported as such a child; those that already exited are reaped (only pids no ``Popen`` of the
+test started). Everything is read from ``/proc``; :func:`procfs` says whether it is there.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
+from .._process._subreaper import set_subreaper
 from ._leakreport import Leak, capture
 
 __all__ = ["ProcessWatch", "procfs"]
@@ -88,7 +92,27 @@ class ProcessWatch:
 
     def __init__(self) -> None:
         self._spawned: list[_Spawned] = []
+        self._previous = set_subreaper(1)  # escaped descendants come back here
         self._children_before = _direct_children()
+
+    def close(self) -> None:
+        """Reap the escaped descendants that exited; restore the subreaper flag. Idempotent."""
+        self._reap_orphans()
+        if self._previous is not None:
+            set_subreaper(self._previous)
+            self._previous = None
+
+    def _reap_orphans(self) -> None:
+        """Reap zombie children that no recorded ``Popen`` started (re-parented orphans)."""
+        if self._children_before is None:
+            return
+        mine = {sp.pid for sp in self._spawned}
+        for pid in (_direct_children() or set()) - self._children_before - mine:
+            if _proc_stat(pid) is None:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
 
     def wrap_popen_init(self, original: Callable[..., None]) -> Any:
         """A ``Popen.__init__`` that calls ``original`` and records the process it started."""
@@ -139,14 +163,18 @@ class ProcessWatch:
                         )
                     )
         if self._children_before is not None:
+            self._reap_orphans()
             now = _direct_children() or set()
+            mine = {sp.pid for sp in self._spawned}
             for pid in sorted(now - self._children_before - seen):
                 if _proc_stat(pid) is not None:
+                    what = (
+                        "child process"
+                        if pid in mine
+                        else "process (escaped its parent, re-parented to the test process)"
+                    )
                     out.append(
-                        Leak(
-                            "processes",
-                            f"child process {pid} is still alive: {_proc_cmdline(pid)}",
-                        )
+                        Leak("processes", f"{what} {pid} is still alive: {_proc_cmdline(pid)}")
                     )
         return out
 
