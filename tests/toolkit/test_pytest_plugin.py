@@ -333,8 +333,12 @@ def test_process_leak(run: Run) -> None:
             def kill(self):
                 import os, signal
                 os.kill(self.pid, signal.SIGKILL)
-            def wait(self):
-                pass
+            def wait(self):  # re-parented to this process: reap it, leave no zombie
+                import os
+                try:
+                    os.waitpid(self.pid, 0)
+                except ChildProcessError:
+                    pass
         """
     )
     result.assert_outcomes(passed=1, failed=2)
@@ -347,6 +351,55 @@ def test_process_leak(run: Run) -> None:
     )
     result.stdout.fnmatch_lines(
         ["*of the process group of * (sh -c sleep 30 & echo $!) is still alive: sleep 30*"]
+    )
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="process checks read /proc")
+def test_escaped_descendant_is_reported(run: Run) -> None:
+    # setsid and a double fork: outside the group and the session, its parent gone. The
+    # watch makes the test process a subreaper, so the orphan comes back to it and is seen.
+    result = run(
+        """
+        import sys
+        import trio_context as tc
+
+        CODE = (
+            "import os, time\\n"
+            "r, w = os.pipe()\\n"
+            "if os.fork() == 0:\\n"
+            "    os.setsid()\\n"
+            "    if os.fork() == 0:\\n"
+            "        print(os.getpid(), flush=True)\\n"
+            "        os.close(1); os.close(2)\\n"
+            "        os.write(w, b'x')\\n"
+            "        time.sleep(30)\\n"
+            "    os._exit(0)\\n"
+            "os.wait()\\n"
+            "os.read(r, 1)\\n"
+        )
+
+        async def test_leaks_an_escaped_grandchild(ctx, reaper):
+            result = await tc.run_process(ctx, [sys.executable, "-c", CODE], drain_timeout=0.2)
+            reaper.append(Orphan(int(result.stdout)))
+            assert not result.contained and not result.stragglers_killed
+
+        class Orphan:
+            def __init__(self, pid):
+                self.pid = pid
+            def kill(self):
+                import os, signal
+                os.kill(self.pid, signal.SIGKILL)
+            def wait(self):  # re-parented to this process: reap it, leave no zombie
+                import os
+                try:
+                    os.waitpid(self.pid, 0)
+                except ChildProcessError:
+                    pass
+        """
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*process (escaped its parent, re-parented to the test process) * is still alive*"]
     )
 
 

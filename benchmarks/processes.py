@@ -1,0 +1,134 @@
+"""Stopping N processes at once: cost per process must stay flat in N.
+
+Run: ``python benchmarks/processes.py`` (10-20 seconds). For N = 10, 100, 300 it starts N
+``run_process`` calls (each ``sh -c 'echo r; exec sleep 1000'``), waits until all of them run,
+cancels their context, and measures the time until every call returned (wall clock), and the
+longest stall of the event loop meanwhile (a ticker task). The same is measured for bare trio
+(``trio.run_process`` in tasks cancelled by one scope). Reported: the stop time per process, its
+ratio to N = 10 (target: flat, ~1x) and to bare trio in the same run, and the longest stall
+(target: at most 50 ms for N = 300 on a quiet machine). Inside ``open_subreaper`` (Linux), as
+the CI runner and the job server run.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+
+import trio
+
+import trio_context as tc
+
+COMMAND = ["sh", "-c", "echo r; exec sleep 1000"]
+SIZES = (10, 100, 300)
+REPEATS = 3
+
+
+class Ticker:
+    """Longest gap between wake-ups of a task that sleeps 1 ms at a time."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self.running = True
+
+    async def run(self) -> None:
+        last = time.perf_counter()
+        while self.running:
+            await trio.sleep(0.001)
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - last)
+            last = now
+
+
+async def stop_ours(n: int) -> tuple[float, float]:
+    job = tc.with_cancel(tc.background())
+    started = 0
+    all_started = trio.Event()
+
+    def on_line(stream: str, line: str) -> None:
+        nonlocal started
+        started += 1
+        if started == n:
+            all_started.set()
+
+    return await measure(n, all_started, job.cancel, lambda: one_ours(job, on_line))
+
+
+async def one_ours(job: tc.Context, on_line: Callable[[str, str], object]) -> None:
+    await tc.run_process(job, COMMAND, on_line=on_line)
+
+
+async def stop_trio(n: int) -> tuple[float, float]:
+    scopes: list[trio.CancelScope] = []
+    all_started = trio.Event()
+    procs: list[trio.Process] = []
+
+    def stop() -> None:
+        for scope in scopes:
+            scope.cancel()
+
+    async def one() -> None:
+        with trio.CancelScope() as scope:
+            scopes.append(scope)
+            proc = await trio.lowlevel.open_process(COMMAND, stdout=-1, start_new_session=True)
+            procs.append(proc)
+            assert proc.stdout is not None
+            await proc.stdout.receive_some(16)
+            if len(procs) == n:
+                all_started.set()
+            try:
+                await proc.wait()
+            finally:
+                with trio.CancelScope(shield=True):
+                    proc.terminate()
+                    await proc.wait()
+                    await proc.stdout.aclose()
+
+    return await measure(n, all_started, stop, one)
+
+
+async def measure(
+    n: int, all_started: trio.Event, stop: Callable[[], None], one: Callable[[], Awaitable[None]]
+) -> tuple[float, float]:
+    """Seconds from ``stop()`` until all ``n`` calls returned, and the longest loop stall."""
+    ticker = Ticker()
+    async with trio.open_nursery() as outer:
+        outer.start_soon(ticker.run)
+        async with trio.open_nursery() as calls:
+            for _ in range(n):
+                calls.start_soon(one)
+            await all_started.wait()
+            ticker.longest = 0.0
+            t0 = time.perf_counter()
+            stop()
+        elapsed = time.perf_counter() - t0
+        ticker.running = False
+    return elapsed, ticker.longest
+
+
+async def main() -> None:
+    async with AsyncExitStack() as stack:
+        contained = await stack.enter_async_context(tc.open_subreaper())
+        print(f"stopping N processes at once (subreaper: {contained}); best of {REPEATS}")
+        heads = ("N", "ours/proc", "vs N=10", "trio/proc", "vs trio", "stall")
+        print("".join(f"{h:>{w}}" for h, w in zip(heads, (4, 11, 9, 11, 9, 10), strict=True)))
+        base: float | None = None
+        for n in SIZES:
+            ours = [await stop_ours(n) for _ in range(REPEATS)]
+            bare = [await stop_trio(n) for _ in range(REPEATS)]
+            per = min(t for t, _ in ours) / n
+            per_trio = min(t for t, _ in bare) / n
+            stall = min(s for _, s in ours)
+            base = per if base is None else base
+            print(
+                f"{n:>4} {per * 1e3:>8.2f}ms {per / base:>7.2f}x {per_trio * 1e3:>8.2f}ms "
+                f"{per / per_trio:>7.2f}x {stall * 1e3:>7.1f}ms"
+            )
+
+
+if __name__ == "__main__":
+    if sys.platform == "win32":  # pragma: no cover
+        sys.exit("POSIX only")
+    trio.run(main)
