@@ -17,6 +17,7 @@ import pytest
 import trio
 
 import trio_context as tc
+from support import proc_stat
 from trio_context import run_process
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_CHILD_SUBREAPER is Linux")
@@ -55,12 +56,8 @@ def double_fork(*, hold_stdout: bool, after: str = "") -> list[str]:
 
 def state(pid: int) -> str | None:
     """The process state letter of ``pid`` ("Z" zombie), None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    return raw[raw.rfind(b")") + 2 :].split()[0].decode()
+    stat = proc_stat(pid)
+    return None if stat is None else stat.state
 
 
 def _zombie_children() -> set[int]:
