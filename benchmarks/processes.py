@@ -7,7 +7,9 @@ longest stall of the event loop meanwhile (a ticker task). The same is measured 
 (``trio.run_process`` in tasks cancelled by one scope). Reported: the stop time per process, its
 ratio to N = 10 (target: flat, ~1x) and to bare trio in the same run, and the longest stall
 (target: at most 50 ms for N = 300 on a quiet machine). Inside ``open_subreaper`` (Linux), as
-the CI runner and the job server run.
+the CI runner and the job server run. Then the cost of ``max_rss`` sampling (CPU per sampled
+process, from this process's CPU time with and without sampling a tree of 21 processes every
+10 ms) and its detection latency (a child allocating 128 MiB under a 64 MiB limit).
 """
 
 from __future__ import annotations
@@ -108,6 +110,56 @@ async def measure(
     return elapsed, ticker.longest
 
 
+TREE = "for i in $(seq {n}); do sleep 1000 & done; echo r; wait"
+ALLOCATE = "import time; print('allocating', flush=True); b = b'x' * (128 << 20); time.sleep(99)"
+
+
+async def sampling_cpu(processes: int, interval: float, seconds: float) -> float:
+    """CPU seconds this process spends in ``seconds`` of running a tree of ``processes``."""
+    job = tc.with_timeout(tc.background(), seconds)
+    kwargs = {} if interval <= 0 else {"max_rss": 1 << 40, "rss_interval": interval}
+    t0 = time.process_time()
+    await tc.run_process(job, ["sh", "-c", TREE.format(n=processes - 1)], **kwargs)  # type: ignore[arg-type]
+    return time.process_time() - t0
+
+
+async def detection_latency(interval: float) -> float:
+    """Seconds from a child's start of a 128 MiB allocation to its stop for a 64 MiB limit."""
+    seen: list[float] = []
+
+    def on_line(stream: str, line: str) -> None:
+        seen.append(trio.current_time())
+
+    result = await tc.run_process(
+        tc.background(),
+        [sys.executable, "-c", ALLOCATE],
+        on_line=on_line,
+        max_rss=64 << 20,
+        rss_interval=interval,
+    )
+    assert result.outcome == "memory" and result.stop_duration is not None
+    return trio.current_time() - result.stop_duration - seen[0]
+
+
+async def memory_budgets() -> None:
+    n, interval, seconds = 21, 0.01, 2.0
+    base = min([await sampling_cpu(n, 0, seconds) for _ in range(2)])
+    sampled = min([await sampling_cpu(n, interval, seconds) for _ in range(2)])
+    per_sample = (sampled - base) / (seconds / interval) / n
+    print(
+        f"memory sampling: {per_sample * 1e6:.1f} us CPU per process per sample "
+        f"(tree of {n}), i.e. {per_sample / 0.5 * 1e6:.1f} us per process per second "
+        "at the default rss_interval=0.5"
+    )
+    for every in (0.1, 0.5):
+        lat = [await detection_latency(every) for _ in range(3)]
+        print(
+            f"detection latency at rss_interval={every}: "
+            + ", ".join(f"{x * 1e3:.0f}" for x in lat)
+            + " ms (allocation start to stop; includes the ~0.1 s allocation)"
+        )
+
+
 async def main() -> None:
     async with AsyncExitStack() as stack:
         contained = await stack.enter_async_context(tc.open_subreaper())
@@ -126,6 +178,7 @@ async def main() -> None:
                 f"{n:>4} {per * 1e3:>8.2f}ms {per / base:>7.2f}x {per_trio * 1e3:>8.2f}ms "
                 f"{per / per_trio:>7.2f}x {stall * 1e3:>7.1f}ms"
             )
+        await memory_budgets()
 
 
 if __name__ == "__main__":
