@@ -18,7 +18,7 @@ __all__ = [
     "PAGE_SIZE",
     "Stat",
     "children",
-    "environ_has",
+    "environ_entry",
     "own_children",
     "scan_group",
     "stat",
@@ -94,14 +94,18 @@ def own_children(pid: int) -> list[int]:
         return children(pid)
 
 
-def environ_has(pid: int, entry: bytes) -> bool:
-    """Whether ``pid`` was started with the environment entry ``entry`` (``b"NAME=value"``).
-    False when it cannot be read (gone, a zombie, another user's process)."""
+def environ_entry(pid: int, name: bytes) -> bytes | None:
+    """The ``NAME=value`` entry of ``pid``'s initial environment for ``name`` (``b"NAME="``),
+    None when it has none or it cannot be read (gone, a zombie, another user's process)."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
-            return entry in f.read().split(b"\0")
+            data = f.read()
     except OSError:
-        return False
+        return None
+    for entry in data.split(b"\0"):
+        if entry.startswith(name):
+            return entry
+    return None
 
 
 def scan_group(pgid: int) -> dict[int, Stat]:

@@ -38,11 +38,12 @@ from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Final, Protocol
 
-from ._procfs import HAVE_PROCFS, Stat, environ_has, own_children, stat
+from ._procfs import HAVE_PROCFS, Stat, environ_entry, own_children, stat
 
 __all__ = ["MARK_VAR", "Owner", "Reaper", "active", "open_subreaper", "set_subreaper"]
 
 MARK_VAR: Final = "TRIO_CONTEXT_PROCESS_TREE"
+_MARK_PREFIX: Final = f"{MARK_VAR}=".encode()
 _PR_SET_CHILD_SUBREAPER: Final = 36
 _PR_GET_CHILD_SUBREAPER: Final = 37
 _CLAIM_EVERY: Final = 0.002  # seconds: stopping many calls at once claims once, not per call
@@ -112,8 +113,9 @@ class Reaper:
             if st is None:
                 continue
             owner = self.by_id.get(st.pgid) or self.by_id.get(st.sid)
-            if owner is None and not st.zombie:
-                owner = next((o for m, o in self.by_mark.items() if environ_has(pid, m)), None)
+            if owner is None and not st.zombie and self.by_mark:
+                entry = environ_entry(pid, _MARK_PREFIX)
+                owner = None if entry is None else self.by_mark.get(entry)
             if owner is None:
                 self.rejected.add(pid)
             else:
