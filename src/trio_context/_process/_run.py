@@ -3,8 +3,8 @@
 Rules for callers:
 
 - ``await run_process(ctx, ["make", "test"])`` returns a :class:`ProcessResult` however the
-  process ended; read ``result.outcome`` (``"exited"``, ``"cancelled"``, ``"timed_out"``,
-  ``"idle"``, ``"killed"``) and ``result.returncode``. It raises only for bad input, for an
+  process ended; read ``result.outcome`` (why: ``"exited"``, ``"cancelled"``, ``"timed_out"``,
+  ``"idle"``, ``"memory"``), ``result.killed`` (SIGKILL was needed) and ``result.returncode``. It raises only for bad input, for an
   error from your ``on_line``, for ``ctx`` already being done (nothing is started), or when you
   ask with ``check=True``.
 - The process runs in a new session, so it leads its own process group and has no controlling
@@ -31,10 +31,16 @@ Rules for callers:
 - ``await nursery.start(run_process, ctx, command)`` returns a :class:`ProcessHandle` (the
   pid, a way to signal the group) as soon as the process runs; the call itself goes on in the
   nursery. For both, pass ``task_status`` on from a task of your own (see :class:`ProcessHandle`).
-- The call owns the process group. When the leader exits on its own but something in its group
-  still holds stdout/stderr open, or is still alive, it gets ``drain_timeout`` seconds and is
-  then SIGKILLed (``result.stragglers_killed``), like the GitHub runner's drain guard. When the
-  call returns, the leader is reaped and no live member of its group is left.
+- The call owns the process tree: its group and every descendant it has seen. When the leader
+  exits on its own but something of the tree still holds stdout/stderr open, or is still alive,
+  it gets ``drain_timeout`` seconds and is then SIGKILLed (``result.stragglers_killed``), like the
+  GitHub runner's drain guard. When the call returns, the leader is reaped and no live member of
+  its group is left. Under :func:`~trio_context.open_subreaper` (Linux) that holds for every
+  descendant, also one that left the group or the session (``result.contained``); without it, a
+  descendant that did so and lost its parent unseen may survive.
+- ``max_rss=bytes`` stops the tree (like a timeout: term signal, SIGKILL after ``grace``) once
+  the resident memory of the leader and its tracked descendants, sampled every ``rss_interval``
+  seconds, passes ``bytes``: outcome ``"memory"``, cause :class:`~trio_context.MemoryExceeded`.
 - stdout and stderr are always read concurrently, so a child writing a lot to both never
   deadlocks; only the last ``max_output`` bytes of each are kept. ``on_line(stream, line)`` is
   called in the trio thread with each line (UTF-8, errors replaced, without ``\\n``/``\\r\\n``;
