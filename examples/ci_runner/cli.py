@@ -4,10 +4,11 @@ Exit codes: 0 the job passed, 1 it failed (a step failed or timed out without co
 or the job timed out), 130 it was cancelled (SIGINT/Ctrl-C or SIGTERM), 2 the pipeline file is bad
 (nothing was run) or the arguments are.
 
-Signals: the whole run happens inside ``tc.open_signal_context``. The first SIGINT or SIGTERM
-cancels the job's context: "cancelling…", running steps get SIGTERM and a grace period, cleanup
-steps still run. The second one cancels the hard twin: every step's process group is killed at
-once and cleanup is cut short. A third one raises ``KeyboardInterrupt`` (exit 130 at once).
+Signals: the whole run happens inside ``tc.open_subreaper()`` (every step's descendants, even
+daemonised ones, are stopped with the step) and ``tc.open_signal_context``. The first SIGINT,
+SIGTERM or SIGHUP (the terminal closed) cancels the job's context: "cancelling…", running steps
+get SIGTERM and a grace period, cleanup steps still run. The second one cancels the hard twin:
+every step's process group is killed at once and cleanup is cut short. A third one raises ``KeyboardInterrupt`` (exit 130 at once).
 SIGUSR1 (where it exists) prints the job's live context tree to stderr and changes nothing.
 """
 
@@ -127,7 +128,9 @@ async def run_job(pipeline: Pipeline, max_lines: int) -> JobResult:
     """Run the job under a signal context, with the display refreshing beside it."""
     display = make_display(sys.stdout, pipeline, max_lines=max_lines)
     try:
-        async with tc.open_signal_context(tc.background()) as ctx:
+        # The subreaper: a step's processes that daemonise (setsid, a double fork) still come
+        # back to the runner, so they are stopped with the step and reaped.
+        async with tc.open_subreaper(), tc.open_signal_context(tc.background()) as ctx:
             watches = [tc.after_func(ctx, lambda: on_cancel(ctx, display))]
             hard = tc.hard_context(ctx)
             if hard is not None:

@@ -16,6 +16,8 @@ The format (see the README of this example for the full reference)::
     run = "make build"      # required, run by `sh -c`
     timeout = 30            # seconds; default: no limit of its own
     idle-timeout = 600      # seconds without output; default: no limit
+    memory-limit = "512M"   # resident memory of the step's whole process tree: bytes, or a
+                            # number with K, M or G (powers of 1024); default: no limit
     needs = []              # names of steps that must finish first
     env = {}                # merged over the job's env, which is merged over the runner's
     cwd = "."               # relative to the folder of the pipeline file
@@ -50,6 +52,7 @@ STEP_KEYS = (
     "run",
     "timeout",
     "idle-timeout",
+    "memory-limit",
     "needs",
     "env",
     "cwd",
@@ -97,7 +100,9 @@ class Step:
     """One ``[[steps]]`` table, checked; ``cwd`` is absolute, ``cwd_text`` as written.
 
     ``idle_timeout`` is the ``idle-timeout`` key: seconds without output before the step is
-    stopped, ``None`` for no limit. ``extras`` is set for a job of a GitLab CI file.
+    stopped, ``None`` for no limit. ``memory_limit`` is the ``memory-limit`` key in bytes: the
+    step's process tree is stopped once its resident memory passes it. ``extras`` is set for a
+    job of a GitLab CI file.
     """
 
     name: str
@@ -112,6 +117,7 @@ class Step:
     line: int | None
     idle_timeout: float | None = None
     extras: StepExtras | None = None
+    memory_limit: int | None = None
 
     @property
     def is_cleanup(self) -> bool:
@@ -290,6 +296,7 @@ class _Checker:
             self.problem(key_line("run"), f"{where}: run must be a non-empty shell command")
         timeout = self.check_timeout(raw, where, key_line("timeout"))
         idle_timeout = self.check_timeout(raw, where, key_line("idle-timeout"), "idle-timeout")
+        memory_limit = self.check_memory(raw, where, key_line("memory-limit"))
         env = self.check_env(raw, where, key_line("env"))
         needs = raw.get("needs", [])
         if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
@@ -326,7 +333,9 @@ class _Checker:
                 f"{where}: if must be one of {', '.join(CONDITIONS)}; got {condition!r}"
                 f"{_did_you_mean(str(condition), CONDITIONS)}",
             )
-        if not ok or timeout is False or idle_timeout is False or env is None:
+        if not ok or timeout is False or idle_timeout is False or memory_limit is False:
+            return None
+        if env is None:
             return None
         return Step(
             name=str(name),
@@ -340,7 +349,25 @@ class _Checker:
             condition=condition,
             line=self.source.step_key_line(index, "name") or line,
             idle_timeout=idle_timeout,
+            memory_limit=memory_limit,
         )
+
+    def check_memory(
+        self, raw: dict[str, Any], where: str, line: int | None
+    ) -> int | Literal[False] | None:
+        """Return the ``memory-limit`` in bytes, ``None`` when absent, ``False`` when bad."""
+        if "memory-limit" not in raw:
+            return None
+        value = raw["memory-limit"]
+        size = parse_size(value)
+        if size is None:
+            self.problem(
+                line,
+                f"{where}: memory-limit must be a positive number of bytes or a size like "
+                f'"512M" or "2G" (K, M, G: powers of 1024), got {value!r}',
+            )
+            return False
+        return size
 
     def check_timeout(
         self, raw: dict[str, Any], where: str, line: int | None, key: str = "timeout"
@@ -414,6 +441,21 @@ class _Checker:
         for cycle in _find_cycles({name: node.needs for name, node in names.items()}):
             head = names[cycle[0]]
             self.problem(head.line, f"step {head.name!r}: needs form a cycle: {' -> '.join(cycle)}")
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMG]?)(?:i?B)?", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_size(value: object) -> int | None:
+    """Bytes from an int or a text like ``"512M"`` / ``"1.5G"`` / ``"800KiB"`` (powers of
+    1024); None when it is not a positive size."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value > 0 else None
+    if not isinstance(value, str) or (match := _SIZE.fullmatch(value.strip())) is None:
+        return None
+    size = int(float(match[1]) * _UNITS[match[2].upper()])
+    return size if size > 0 else None
 
 
 @attrs.frozen

@@ -388,16 +388,19 @@ class _JobRun:
                 env=self.step_env(step),
                 cwd=step.cwd,
                 idle_timeout=step.idle_timeout,
+                max_rss=step.memory_limit,
             )
         except tc.ContextError:  # ctx ended between the `if` and the start: nothing was started
             return self.stopped(step, ctx, None, 0.0)
         except OSError as exc:
             return StepResult(step.name, "failed", cause=f"could not start: {exc}")
         duration = trio.current_time() - start
-        if isinstance(result.cause, tc.IdleTimeout):
-            # outcome "idle", or "killed" when it then needed SIGKILL: it was stopped for silence
+        if result.outcome == "idle":  # stopped for silence (result.killed: it needed SIGKILL)
             cause = f"no output for {_seconds(step.idle_timeout)}"
             return StepResult(step.name, "timed_out", result.returncode, duration, cause)
+        if isinstance(result.cause, tc.MemoryExceeded):  # outcome "memory": a failure
+            cause = f"memory limit: {result.cause}"
+            return StepResult(step.name, "failed", result.returncode, duration, cause)
         if result.outcome == "exited":
             if result.returncode == 0:
                 return StepResult(step.name, "passed", 0, duration)

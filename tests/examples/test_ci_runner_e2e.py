@@ -419,6 +419,66 @@ def test_one_signal_cancels_gracefully_and_cleanup_runs(tmp_path: Path, signum: 
     assert_no_process_left(tmp_path)
 
 
+def test_sighup_mid_step_stops_the_tree_runs_cleanup_and_writes_json(tmp_path: Path) -> None:
+    # The terminal closed. The step also started a daemon (setsid: its own session, its parent
+    # gone): under the runner's subreaper it dies with the step all the same.
+    path = write(
+        tmp_path,
+        GRACEFUL.replace(
+            'run = "sleep 60 & echo $! > child.pid;',
+            "run = \"setsid sh -c 'echo $$ > daemon.pid; exec sleep 60' "
+            "</dev/null >/dev/null 2>&1 & sleep 60 & echo $! > child.pid;",
+        ),
+    )
+    out = tmp_path / "out.txt"
+    with started(path, out) as proc:
+        wait_for(tmp_path / "ready")
+        wait_for(tmp_path / "daemon.pid", "\n")
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=15) == 130
+    document = json.loads((tmp_path / "result.json").read_text())
+    assert document["status"] == "cancelled"
+    assert statuses(document)["long"] == "cancelled"
+    assert statuses(document)["cleanup"] == "passed" and (tmp_path / "cleaned").exists()
+    assert "SIGHUP" in document["steps"][0]["cause"]
+    assert_no_process_left(tmp_path)  # daemon.pid included
+
+
+def test_memory_limit_stops_the_step_and_is_reported(tmp_path: Path) -> None:
+    allocate = "import time; b = b'x' * (256 << 20); time.sleep(60)"
+    path = write(
+        tmp_path,
+        f"""
+[[steps]]
+name = "hungry"
+run = "echo $$ > hungry.pid; {sys.executable} -c \\"{allocate}\\""
+memory-limit = "64M"
+timeout = 30
+
+[[steps]]
+name = "after-hungry"
+run = "touch after-ran"
+needs = ["hungry"]
+""",
+    )
+    started_at = time.monotonic()
+    document, out = run_json(path, 1)
+    assert time.monotonic() - started_at < 15
+    assert statuses(document) == {"hungry": "failed", "after-hungry": "skipped"}
+    cause = document["steps"][0]["cause"]
+    assert cause.startswith("memory limit: the process tree's resident memory (")
+    assert cause.endswith("passed max_rss (64.0 MiB)")
+    assert "memory limit" in out
+    assert_no_process_left(tmp_path)
+
+
+def test_bad_memory_limit_is_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, '[[steps]]\nname = "a"\nrun = "true"\nmemory-limit = "lots"\n')
+    done = run(path)
+    assert done.returncode == 2
+    assert "memory-limit must be a positive number of bytes or a size like" in done.stderr
+
+
 def test_two_sigints_kill_a_step_that_ignores_sigterm(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -4,9 +4,9 @@ Rules for callers:
 
 - ``await run_process(ctx, ["make", "test"])`` returns a :class:`ProcessResult` however the
   process ended; read ``result.outcome`` (why: ``"exited"``, ``"cancelled"``, ``"timed_out"``,
-  ``"idle"``, ``"memory"``), ``result.killed`` (SIGKILL was needed) and ``result.returncode``. It raises only for bad input, for an
-  error from your ``on_line``, for ``ctx`` already being done (nothing is started), or when you
-  ask with ``check=True``.
+  ``"idle"``, ``"memory"``), ``result.killed`` (SIGKILL was needed) and ``result.returncode``.
+  It raises only for bad input, for an error from your ``on_line``, for ``ctx`` already being
+  done (nothing is started), or when you ask with ``check=True``.
 - The process runs in a new session, so it leads its own process group and has no controlling
   terminal; stdin is ``/dev/null``. Every signal goes to the *whole group*, so a shell's
   children stop with the shell.
