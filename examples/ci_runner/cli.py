@@ -8,8 +8,9 @@ Signals: the whole run happens inside ``tc.open_subreaper()`` (every step's desc
 daemonised ones, are stopped with the step) and ``tc.open_signal_context``. The first SIGINT,
 SIGTERM or SIGHUP (the terminal closed) cancels the job's context: "cancelling…", running steps
 get SIGTERM and a grace period, cleanup steps still run. The second one cancels the hard twin:
-every step's process group is killed at once and cleanup is cut short. A third one raises ``KeyboardInterrupt`` (exit 130 at once).
-SIGUSR1 (where it exists) prints the job's live context tree to stderr and changes nothing.
+every step's process group is killed at once and cleanup is cut short. A third one raises
+``KeyboardInterrupt`` (exit 130 at once). SIGUSR1 (where it exists) prints the job's live context
+tree to stderr and changes nothing.
 """
 
 from __future__ import annotations
