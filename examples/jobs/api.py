@@ -3,7 +3,8 @@
 A plain ASGI app (no framework), served by hypercorn's trio worker (``cli.py``)::
 
     POST /jobs                       {"kind", "prompt", "steps"?, "step_seconds"?, "hang_at"?,
-                                      "fail_at"?, "timeout"?, "stall_timeout"?}   -> 201 job
+                                      "fail_at"?, "leak_mib"?, "timeout"?,
+                                      "stall_timeout"?, "memory_limit"?}   -> 201 job
     GET  /jobs                       -> 200 {"jobs": [job, ...]}
     GET  /jobs/{id}                  -> 200 job: state, step, steps, percent, reason, outputs
     GET  /jobs/{id}?wait=1           -> 200 job, once it is final (a long poll)
@@ -120,11 +121,13 @@ class JobsApp:
             raise HTTPError(400, "the body must be a JSON object")
         fields = dict(cast("dict[str, object]", body))
         timeout, stall_timeout = fields.pop("timeout", None), fields.pop("stall_timeout", None)
+        memory_limit = fields.pop("memory_limit", None)  # bytes; checked by submit()
         try:
             job_id = self.queue.submit(
                 JobSpec.from_json(fields),
                 timeout=seconds(timeout),
                 stall_timeout=seconds(stall_timeout),
+                memory_limit=memory_limit,  # type: ignore[arg-type]
             )
         except SpecError as exc:
             raise HTTPError(400, str(exc)) from None

@@ -1,9 +1,10 @@
 """The command line: ``demo`` and ``serve``, and what Ctrl-C does.
 
     python examples/jobs demo [--limit N]
-    python examples/jobs serve [--host H] [--port N] [--limit N] [--grace S]
+    python examples/jobs serve [--host H] [--port N] [--limit N] [--grace S] [--memory-limit SIZE]
 
-Ctrl-C (or SIGTERM), through ``tc.open_signal_context``:
+Ctrl-C (or SIGTERM, or SIGHUP: the terminal closed), through ``tc.open_signal_context``, all
+inside ``tc.open_subreaper()`` (a worker's daemonised children die with it):
 
 - First: a graceful close. The queue takes no more jobs and cancels the queued ones; running
   jobs finish (``serve``: within ``--grace`` seconds, then they are cancelled now); the server
@@ -51,10 +52,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=30.0,
         help="seconds running jobs get after the first Ctrl-C (default 30)",
     )
+    serve.add_argument(
+        "--memory-limit",
+        type=size,
+        default=None,
+        metavar="SIZE",
+        help="resident memory a process job's worker tree may use: bytes, or 512M / 2G (powers "
+        "of 1024); past it the worker is stopped, the job retried once in a fresh worker, then "
+        "failed (default: no limit; a job may ask for less with memory_limit)",
+    )
     args = parser.parse_args(argv)
     if args.limit < 1:
         parser.error("--limit must be at least 1")
     return args
+
+
+def size(text: str) -> int:
+    """Bytes from ``"1048576"``, ``"512M"``, ``"1.5G"`` (K, M, G: powers of 1024)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number, unit = text.strip().upper().removesuffix("B").removesuffix("I"), ""
+    if number[-1:] in units:
+        number, unit = number[:-1], number[-1]
+    try:
+        value = int(float(number) * units[unit])
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (bytes, or like 512M or 2G)")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,14 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return trio.run(demo, args.limit)
-        return trio.run(serve, args.host, args.port, args.limit, args.grace)
+        return trio.run(serve, args.host, args.port, args.limit, args.grace, args.memory_limit)
     except KeyboardInterrupt:
         print("\njobs: interrupted a third time, exiting at once", file=sys.stderr)
         return 130
 
 
 async def demo(limit: int) -> int:
-    async with tc.open_signal_context(tc.background()) as soft:
+    # The subreaper: a worker's own children, daemonised or not, die with the worker.
+    async with tc.open_subreaper(), tc.open_signal_context(tc.background()) as soft:
         # The jobs must survive the first Ctrl-C (it only closes the queue), but not the second:
         # cleanup() keeps soft's values, ignores its cancellation, and ends at a forced stop.
         async with open_job_queue(tc.cleanup(soft, math.inf), limit=limit) as queue:
@@ -80,10 +106,12 @@ async def demo(limit: int) -> int:
         return 130 if soft.done.is_set() else 0
 
 
-async def serve(host: str, port: int, limit: int, grace: float) -> int:
-    async with tc.open_signal_context(tc.background()) as soft:
+async def serve(
+    host: str, port: int, limit: int, grace: float, memory_limit: int | None = None
+) -> int:
+    async with tc.open_subreaper(), tc.open_signal_context(tc.background()) as soft:
         jobs_ctx = tc.cleanup(soft, math.inf)  # as in demo(): ends at the second Ctrl-C
-        async with open_job_queue(jobs_ctx, limit=limit) as queue:
+        async with open_job_queue(jobs_ctx, limit=limit, memory_limit=memory_limit) as queue:
             tc.after_func(soft, lambda: queue.close(timeout=grace))
             config = hypercorn.config.Config()
             config.bind = [f"{host}:{port}"]

@@ -48,7 +48,12 @@ QUEUED_CANCEL = "job-4"
 async def run_demo(queue: JobQueue, out: TextIO = sys.stdout) -> list[JobInfo]:
     """Submit the demo jobs, show them until they are final, return the final snapshots."""
     view = LiveView(out) if out.isatty() else PlainView(out)
-    ids = [queue.submit(spec, **options) for spec, options in DEMO_JOBS]
+    ids = [
+        queue.submit(
+            spec, timeout=options.get("timeout"), stall_timeout=options.get("stall_timeout")
+        )
+        for spec, options in DEMO_JOBS
+    ]
     with queue.subscribe() as events:
         queue.cancel(QUEUED_CANCEL)  # still queued (limit 2): it never starts
         async for event in events:

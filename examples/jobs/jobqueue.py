@@ -60,7 +60,7 @@ from .model import (
     State,
     UnknownJob,
 )
-from .work import WORK, Steps, Work
+from .work import WORK, Steps, Work, WorkerOutOfMemory
 
 
 @attrs.define(eq=False)
@@ -71,6 +71,7 @@ class _Job:
     spec: JobSpec
     timeout: float | None
     stall_timeout: float | None
+    memory_limit: int | None = None  # bytes, for process workers (the server's limit applied)
     state: State = "queued"
     outputs: list[str] = attrs.field(factory=list[str])
     reason: str | None = None
@@ -122,8 +123,10 @@ class JobQueue:
         cache_size: int,
         keep_finished: int,
         grace: float,
+        memory_limit: int | None = None,
     ) -> None:
         self._ctx = ctx
+        self._memory_limit = memory_limit
         self._nursery = nursery
         self._limit = limit
         self._work = work
@@ -144,13 +147,21 @@ class JobQueue:
     # -- submitting -----------------------------------------------------------------------------
 
     def submit(
-        self, spec: JobSpec, *, timeout: float | None = None, stall_timeout: float | None = None
+        self,
+        spec: JobSpec,
+        *,
+        timeout: float | None = None,
+        stall_timeout: float | None = None,
+        memory_limit: int | None = None,
     ) -> str:
         """Queue a job and return its id (``"job-1"``, ``"job-2"``, ...).
 
         ``timeout``: seconds the job may run (from its start, not from submission) before it
         fails "timed out". ``stall_timeout``: seconds without a finished step before it fails
-        "stalled". A spec whose result is in the cache gives a job that is ``done`` at once.
+        "stalled". ``memory_limit``: bytes a ``"process"`` job's worker (its whole process tree)
+        may keep resident, at most the queue's own limit; a worker stopped for memory is
+        retried once in a fresh worker, then the job fails "out of memory". A spec whose result
+        is in the cache gives a job that is ``done`` at once.
 
         Raises:
             QueueClosed: after ``close()``/``destroy()``, or once the queue's block is left.
@@ -162,8 +173,10 @@ class JobQueue:
             raise SpecError(f"this queue runs no {spec.kind!r} jobs")
         _check_timeout("timeout", timeout)
         _check_timeout("stall_timeout", stall_timeout)
+        _check_memory("memory_limit", memory_limit)
+        limits = [m for m in (memory_limit, self._memory_limit) if m is not None]
         self._count += 1
-        job = _Job(f"job-{self._count}", spec, timeout, stall_timeout)
+        job = _Job(f"job-{self._count}", spec, timeout, stall_timeout, min(limits, default=None))
         self._jobs[job.id] = job
         cached = self._cache.get(spec)
         if cached is not None:
@@ -199,11 +212,16 @@ class JobQueue:
             )
         if job.timeout is not None:
             ctx = tc.with_timeout(ctx, job.timeout, cause=JobTimedOut(job.timeout))
-        steps = Steps(lambda output: self._report(job, output), job.stop, self._grace)
+        steps = Steps(
+            lambda output: self._report(job, output),
+            job.stop,
+            self._grace,
+            memory_limit=job.memory_limit,
+        )
         error: Exception | None = None
         interrupted = True  # until the work returns or raises an Exception
         try:
-            await self._work[job.spec.kind](ctx, job.spec, steps)
+            await self._work_retrying(job, ctx, steps)
             interrupted = False
         except tc.ContextError:
             interrupted = False  # a context stopped the work: _outcome() says which one
@@ -219,12 +237,29 @@ class JobQueue:
             self._finish(job, state, reason)
             self._start_next()
 
+    async def _work_retrying(self, job: _Job, ctx: tc.Context, steps: Steps) -> None:
+        """Run the job's work; a worker stopped for memory is retried once, in a fresh worker
+        that starts at the first unfinished step (Piscina's restart after ``resourceLimits``)."""
+        work = self._work[job.spec.kind]
+        try:
+            await work(ctx, job.spec, steps)
+        except WorkerOutOfMemory as first:
+            if job.state == "cancelling" or ctx.err is not None or steps.stop.done.is_set():
+                raise
+            try:
+                await work(ctx, job.spec, steps)
+            except WorkerOutOfMemory as second:
+                message = f"{second.cause}, in the first worker and in a fresh one"
+                raise WorkerOutOfMemory(message, second.cause) from first
+
     def _outcome(
         self, job: _Job, ctx: tc.Context, error: Exception | None, interrupted: bool
     ) -> tuple[State, str | None]:
         done, total = len(job.outputs), job.spec.steps
         if job.state == "cancelling":
             return "cancelled", f"{job.why}, stopped after step {done} of {total}"
+        if isinstance(error, WorkerOutOfMemory):
+            return "failed", f"out of memory: {error}, at step {done} of {total}"
         if error is not None:
             return "failed", f"error: {type(error).__name__}: {error}"
         if done >= total:
@@ -412,6 +447,11 @@ def _check_timeout(name: str, value: object) -> None:
         raise SpecError(f"`{name}` must be a positive number of seconds, got {value!r}")
 
 
+def _check_memory(name: str, value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise SpecError(f"`{name}` must be a positive number of bytes or None, got {value!r}")
+
+
 def _check_count(name: str, value: object, least: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ValueError(f"`{name}` must be an int >= {least}, got {value!r}")
@@ -426,6 +466,7 @@ async def open_job_queue(
     cache_size: int = 32,
     keep_finished: int = 100,
     grace: float = 5.0,
+    memory_limit: int | None = None,
 ) -> AsyncGenerator[JobQueue]:
     """Open a job queue that runs at most ``limit`` jobs at once, under ``ctx``.
 
@@ -433,15 +474,19 @@ async def open_job_queue(
     async, thread and process kinds). ``cache_size`` results are kept (least recently used
     first out; 0 turns the cache off), and the ``keep_finished`` newest finished jobs. ``grace``
     is how long a worker process may take to stop after SIGTERM before it gets SIGKILL.
+    ``memory_limit`` (bytes) bounds every ``"process"`` job's worker tree (a job may ask for
+    less); one stopped for memory is retried once in a fresh worker, then the job fails.
 
     Leaving the block takes no more jobs and waits for every submitted one; an exception, or
     ``ctx`` being done, destroys the queue first. Either way no task, thread or process of the
     queue is left when the block is over.
 
     Raises:
-        ValueError: ``limit`` is not a positive int, or a bad ``cache_size``/``keep_finished``.
+        ValueError: ``limit`` is not a positive int, or a bad ``cache_size``/``keep_finished``/
+            ``memory_limit``.
     """
     _check_count("limit", limit, 1)
+    _check_memory("memory_limit", memory_limit)
     _check_count("cache_size", cache_size, 0)
     _check_count("keep_finished", keep_finished, 0)
     queue_ctx = tc.with_cancel(ctx)
@@ -455,6 +500,7 @@ async def open_job_queue(
             cache_size=cache_size,
             keep_finished=keep_finished,
             grace=grace,
+            memory_limit=memory_limit,
         )
         stop_watching = tc.after_func(ctx, queue.destroy)
         try:

@@ -63,7 +63,8 @@ class JobSpec:
     ``kind`` picks the work (``"async"``: an async step loop, ``"thread"``: a CPU-bound step loop
     in a worker thread, ``"process"``: a worker subprocess); ``steps`` of ``step_seconds`` each.
     ``hang_at``/``fail_at`` (a step number, 1-based) make the work hang without progress or raise
-    at that step: broken workers on demand, for demos and tests.
+    at that step; ``leak_mib`` makes a ``"process"`` worker keep that many more MiB after each
+    step: broken workers on demand, for demos and tests.
     """
 
     kind: str
@@ -72,6 +73,7 @@ class JobSpec:
     step_seconds: float = 0.1
     hang_at: int | None = None
     fail_at: int | None = None
+    leak_mib: int | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -81,7 +83,7 @@ class JobSpec:
         if self.steps > 10_000:
             raise SpecError(f"`steps` must be at most 10000, got {self.steps}")
         _seconds("step_seconds", self.step_seconds)
-        for name in ("hang_at", "fail_at"):
+        for name in ("hang_at", "fail_at", "leak_mib"):
             value = getattr(self, name)
             if value is not None:
                 _positive_int(name, value)

@@ -17,7 +17,10 @@ fails the job.
   deadline travels in the environment (``run_process`` sets ``TRIO_CONTEXT_DEADLINE``, see
   ``tc.environ_for``), so the worker stops itself in time;
   ``tc.run_process`` stops its whole process group (SIGTERM, SIGKILL after ``steps.grace``) when
-  the job's context ends. A safe stop waits for the next progress line, then stops it.
+  the job's context ends. A safe stop waits for the next progress line, then stops it. With
+  ``steps.memory_limit`` the worker's whole process tree is stopped once its resident memory
+  passes it (``run_process(max_rss=...)``), and :class:`WorkerOutOfMemory` says so; the queue
+  then retries the job once, in a fresh worker that starts at the first unfinished step.
 
 Step ``k`` (1-based) of every kind produces ``output_for(spec.prompt, k)``, so results compare
 across kinds.
@@ -46,15 +49,31 @@ class Steps:
     """What a job's work gets besides its context and spec.
 
     ``report(output)``: one more step finished (call it in the trio thread; from a worker
-    thread, through ``trio.from_thread.run_sync``). ``stop``: a context that is done once a
-    safe cancel asked the work to stop at the next step boundary; poll ``stop.done.is_set()``
-    (safe from any thread). ``grace``: seconds a worker process gets between SIGTERM and SIGKILL.
+    thread, through ``trio.from_thread.run_sync``); ``finished`` counts them. ``stop``: a context
+    that is done once a safe cancel asked the work to stop at the next step boundary; poll
+    ``stop.done.is_set()`` (safe from any thread). ``grace``: seconds a worker process gets
+    between SIGTERM and SIGKILL. ``memory_limit``: bytes a worker process tree may keep resident
+    (None: no limit).
     """
 
-    def __init__(self, report: Callable[[str], None], stop: tc.Context, grace: float) -> None:
-        self.report = report
+    def __init__(
+        self,
+        report: Callable[[str], None],
+        stop: tc.Context,
+        grace: float,
+        *,
+        memory_limit: int | None = None,
+    ) -> None:
+        self._report = report
         self.stop = stop
         self.grace = grace
+        self.memory_limit = memory_limit
+        self.finished = 0
+
+    def report(self, output: str) -> None:
+        """One more step finished, with ``output``."""
+        self.finished += 1
+        self._report(output)
 
 
 Work = Callable[[tc.Context, JobSpec, Steps], Awaitable[None]]
@@ -62,6 +81,15 @@ Work = Callable[[tc.Context, JobSpec, Steps], Awaitable[None]]
 
 class StepFailed(RuntimeError):
     """What a broken step raises (``spec.fail_at``), or a worker process that failed."""
+
+
+class WorkerOutOfMemory(StepFailed):
+    """A worker process tree was stopped for passing the memory limit (``cause``: the
+    :class:`trio_context.MemoryExceeded` with both figures)."""
+
+    def __init__(self, message: str, cause: tc.MemoryExceeded) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 def output_for(prompt: str, step: int) -> str:
@@ -139,18 +167,31 @@ async def process_steps(ctx: tc.Context, spec: JobSpec, steps: Steps) -> None:
         str(spec.steps),
         "--step-seconds",
         str(spec.step_seconds),
+        "--first",
+        str(steps.finished + 1),  # a fresh worker after one stopped for memory takes over
     ]
-    for option, value in (("--hang-at", spec.hang_at), ("--fail-at", spec.fail_at)):
+    options = (
+        ("--hang-at", spec.hang_at),
+        ("--fail-at", spec.fail_at),
+        ("--leak-mib", spec.leak_mib),
+    )
+    for option, value in options:
         if value is not None:
             command += [option, str(value)]
     # run_process puts proc_ctx's deadline (the job's timeout; an idle deadline is not one) in
     # the worker's environment, for its tc.from_environ().
     try:
-        result = await tc.run_process(proc_ctx, command, grace=steps.grace, on_line=on_line)
+        result = await tc.run_process(
+            proc_ctx, command, grace=steps.grace, on_line=on_line, max_rss=steps.memory_limit
+        )
     finally:
         proc_ctx.cancel()
     if result.ok or proc_ctx.cause is stopped_safely:
         return
+    if isinstance(result.cause, tc.MemoryExceeded):  # outcome "memory"
+        raise WorkerOutOfMemory(
+            f"worker stopped after step {steps.finished}: {result.cause}", result.cause
+        )
     if result.returncode == DEADLINE_EXIT_CODE and ctx.err is None:
         # The worker saw the shared deadline a moment before this process's clock did.
         with trio.move_on_after(1):

@@ -1,6 +1,7 @@
 """The worker program of "process" jobs: one line per finished step, and it stops itself.
 
-    python worker.py --prompt TEXT --steps N --step-seconds S [--hang-at K] [--fail-at K]
+    python worker.py --prompt TEXT --steps N --step-seconds S [--first K] [--hang-at K]
+                     [--fail-at K] [--leak-mib M]
 
 stdout gets ``step K/N OUTPUT`` after each step (flushed at once: the parent reads it as
 progress). The worker stops by itself:
@@ -11,6 +12,8 @@ progress). The worker stops by itself:
 
 ``--hang-at K`` simulates a worker stuck in native code at step K: it blocks the whole process
 (no progress, deaf to SIGTERM until it gets SIGKILL). ``--fail-at K`` exits with code 1.
+``--leak-mib M`` keeps M MiB more after each step (a leak, for memory limits). ``--first K``
+starts at step K (a fresh worker that takes over from one stopped for memory).
 """
 
 from __future__ import annotations
@@ -65,12 +68,15 @@ async def main(args: argparse.Namespace) -> int:
 
 
 async def steps(args: argparse.Namespace) -> None:
-    for k in range(1, args.steps + 1):
+    kept: list[bytes] = []  # what --leak-mib never gives back
+    for k in range(args.first, args.steps + 1):
         if k == args.hang_at:
             time.sleep(3600)  # noqa: ASYNC251 -- stuck in "native code", deaf to signals
         if k == args.fail_at:
             raise StepFailed(f"worker: step {k} failed")
         await trio.sleep(args.step_seconds)
+        if args.leak_mib:
+            kept.append(b"x" * (args.leak_mib << 20))  # written, so resident
         print(f"step {k}/{args.steps} {output_for(args.prompt, k)}", flush=True)
 
 
@@ -81,6 +87,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--step-seconds", type=float, required=True)
     parser.add_argument("--hang-at", type=int)
     parser.add_argument("--fail-at", type=int)
+    parser.add_argument("--first", type=int, default=1)
+    parser.add_argument("--leak-mib", type=int, default=0)
     return parser.parse_args()
 
 

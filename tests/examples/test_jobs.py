@@ -548,3 +548,45 @@ def _root_tasks() -> frozenset[trio.lowlevel.Task]:
     root = trio.lowlevel.current_root_task()
     assert root is not None
     return root.child_nurseries[0].child_tasks
+
+
+# -- memory limits for worker processes (real clock) -----------------------------------------
+
+MiB = 1 << 20
+
+
+@needs_proc
+@pytest.mark.parametrize("where", ["job", "server"])
+async def test_worker_out_of_memory_is_retried_once_then_fails(
+    ctx: tc.CancelContext, where: str
+) -> None:
+    # Each step keeps 48 MiB more: the limit of 64 MiB passes at the first or second step, in
+    # the first worker and again in the fresh one that takes over from the step reached.
+    leaky = spec("process", "leaky", steps=6, step_seconds=0.3, leak_mib=48)
+    server_limit = 64 * MiB if where == "server" else None
+    job_limit = 64 * MiB if where == "job" else 1 << 40  # a job cannot raise the server's limit
+    async with open_job_queue(ctx, limit=2, memory_limit=server_limit) as queue:
+        leaky_id = queue.submit(leaky, memory_limit=job_limit)
+        modest_id = queue.submit(spec("process", "modest", steps=2, step_seconds=0.01))
+        with trio.fail_after(30):
+            job, modest = await queue.wait(leaky_id), await queue.wait(modest_id)
+    assert job.state == "failed", job
+    reason = job.reason or ""
+    assert reason.startswith("out of memory: the process tree's resident memory (")
+    assert "passed max_rss (64.0 MiB), in the first worker and in a fresh one" in reason
+    assert 1 <= job.step < 6
+    # the fresh worker went on from the step reached: each step once, in order
+    assert job.outputs == tuple(output_for("leaky", k) for k in range(1, job.step + 1))
+    assert modest.state == "done"
+    assert child_pids() == set()
+
+
+async def test_bad_memory_limit_is_refused(ctx: tc.CancelContext) -> None:
+    with pytest.raises(ValueError, match="`memory_limit` must be a positive number of bytes"):
+        async with open_job_queue(ctx, limit=1, memory_limit=0):
+            pass
+    async with open_job_queue(ctx, limit=1) as queue:
+        with pytest.raises(SpecError, match="`memory_limit` must be a positive number of bytes"):
+            queue.submit(spec(), memory_limit=-1)
+    with pytest.raises(SpecError, match="`leak_mib` must be positive"):
+        JobSpec(kind="process", prompt="x", leak_mib=0)
