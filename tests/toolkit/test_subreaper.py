@@ -296,3 +296,35 @@ async def test_300_concurrent_cancels_do_not_stall_the_loop(ctx: tc.CancelContex
     # Generous: the target is 50 ms on a quiet machine; this only catches the old O(n * host).
     assert longest < 1.0, f"the loop stalled for {longest * 1000:.0f} ms"
     print(f"longest loop stall while stopping {n} processes: {longest * 1000:.1f} ms")
+
+
+@pytest.mark.ctx_no_leak_check("processes")  # the orphan is not the library's: the test kills it
+async def test_orphans_of_other_spawns_are_left_alone(ctx: tc.CancelContext) -> None:
+    # A process started some other way leaves an orphan, which comes back to this process too:
+    # no run_process call claims, signals or reaps it.
+    async with tc.open_subreaper():
+        done = await trio.run_process(
+            ["sh", "-c", "setsid sleep 1000 >/dev/null 2>&1 & echo $!"], capture_stdout=True
+        )
+        other = int(done.stdout)
+        try:
+            result = await run_process(ctx, double_fork(hold_stdout=False), drain_timeout=0.2)
+            assert result.contained and result.stragglers_killed  # its own orphan: killed
+            assert state(other) not in (None, "Z")  # the other one: untouched
+        finally:
+            os.kill(other, signal.SIGKILL)
+            await trio.to_thread.run_sync(os.waitpid, other, 0)  # our child now: reap it
+
+
+async def test_without_a_usable_prctl_it_does_nothing(
+    ctx: tc.CancelContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trio_context._process import _subreaper
+
+    monkeypatch.setattr(_subreaper, "_prctl", lambda: None)
+    before = subreaper_flag()
+    async with tc.open_subreaper() as contained:
+        assert not contained
+        assert subreaper_flag() == before
+        result = await run_process(ctx, ["true"])
+    assert not result.contained

@@ -37,7 +37,6 @@ class Tree:
         self.leader_running = leader_running
         self.known: dict[int, Stat] = {}  # descendants other than the leader
         self.ids: set[int] = set()  # every pid ever known (their groups and sessions are ours)
-        self.left_group = 0  # how many known descendants were seen outside the group
         self.sent: int | None = None  # the last stop signal: sent to whatever is found later
         reaper = active()
         self.reaper: Reaper | None = reaper if mark is not None else None
@@ -62,8 +61,6 @@ class Tree:
             return
         self.known[pid] = st
         self.ids.add(pid)
-        if st.pgid != self.pgid:
-            self.left_group += 1
         if self.reaper is not None:
             self.reaper.index(self, pid)
         if self.sent is not None and not st.zombie and st.pgid != self.pgid:
