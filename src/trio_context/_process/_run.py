@@ -224,11 +224,7 @@ async def run_process(
     try:
         if propagate_deadline:
             merged_env = environ_for(ctx, base=os.environ if merged_env is None else merged_env)
-        reaper = active()
-        mark = None if reaper is None else reaper.new_mark()
-        if mark is not None:  # every descendant inherits it: the subreaper can tell them apart
-            merged_env = dict(os.environ if merged_env is None else merged_env)
-            merged_env[MARK_VAR] = mark.decode().partition("=")[2]
+        merged_env, mark = _marked(merged_env)
         limits = _limits(ctx, idle_timeout, max_rss, rss_interval)
         try:
             proc = await trio.lowlevel.open_process(
@@ -270,13 +266,35 @@ async def run_process(
     if run.error is not None:
         raise run.error
 
+    result = _result(run, args, out, err, started, contained=contained)
+    if check and not result.ok:
+        if result.outcome != "exited" and run.limit_cause is None and ctx.err is not None:
+            try:
+                ctx.check()
+            except ContextError as exc:
+                exc.add_note(f"command {args!r} {result.describe()}")
+                raise
+        raise ProcessFailed(result)
+    return result
+
+
+def _result(
+    run: Supervisor,
+    args: str | tuple[str, ...],
+    out: Tail,
+    err: Tail,
+    started: float,
+    *,
+    contained: bool,
+) -> ProcessResult:
+    """The result of a finished call (its leader reaped)."""
     ended = trio.current_time()
-    returncode = proc.returncode
+    returncode = run.proc.returncode
     assert returncode is not None
     outcome = run.outcome()
-    result = ProcessResult(
+    return ProcessResult(
         args=args,
-        pid=proc.pid,
+        pid=run.proc.pid,
         returncode=returncode,
         signal=signal_of(returncode),
         stdout=out.tail(),
@@ -291,12 +309,15 @@ async def run_process(
         killed=run.forced,
         contained=contained,
     )
-    if check and not result.ok:
-        if outcome != "exited" and run.limit_cause is None and ctx.err is not None:
-            try:
-                ctx.check()
-            except ContextError as exc:
-                exc.add_note(f"command {args!r} {result.describe()}")
-                raise
-        raise ProcessFailed(result)
-    return result
+
+
+def _marked(env: dict[str, str] | None) -> tuple[dict[str, str] | None, bytes | None]:
+    """Under :func:`open_subreaper`, ``env`` plus the call's mark, which every descendant
+    inherits, so the subreaper can tell whose orphan it gets; else ``env`` as it is."""
+    reaper = active()
+    if reaper is None:
+        return env, None
+    mark = reaper.new_mark()
+    marked = dict(os.environ if env is None else env)
+    marked[MARK_VAR] = mark.decode().partition("=")[2]
+    return marked, mark
