@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pathlib
 import signal
 import sys
 import time
@@ -328,3 +329,60 @@ async def test_without_a_usable_prctl_it_does_nothing(
         assert subreaper_flag() == before
         result = await run_process(ctx, ["true"])
     assert not result.contained
+
+
+COUNT_TERMS = """
+import os, signal, sys, time
+log = sys.argv[1]
+terms = []
+def on_term(*_):
+    terms.append(time.monotonic())
+    with open(log, "a") as f:
+        f.write(f"term {os.getpid()}\\n")
+signal.signal(signal.SIGTERM, on_term)
+def wait_then_exit():  # a while after the first SIGTERM, so that a second one would be seen
+    while not terms or time.monotonic() < terms[0] + 0.5:
+        time.sleep(0.02)
+    os._exit(0)
+r, w = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        fd = os.open(os.devnull, os.O_RDWR)
+        os.dup2(fd, 2)
+        print("escaped", os.getpid(), flush=True)
+        os.dup2(fd, 1)
+        os.write(w, b"x")
+        wait_then_exit()
+    os._exit(0)
+os.wait()
+os.read(r, 1)
+wait_then_exit()
+"""
+
+
+async def test_an_escaped_descendant_gets_one_sigterm(
+    ctx: tc.CancelContext, tmp_path: pathlib.Path
+) -> None:
+    # A second SIGTERM often means "force" (trio_context's own signal context does so): a stop
+    # sends one to each process, however it was found.
+    log = tmp_path / "terms"
+    lines = Lines()
+    job = tc.with_cancel(ctx)
+
+    async def cancel_when_escaped() -> None:
+        await lines.escaped.wait()
+        job.cancel()
+
+    async with tc.open_subreaper(), trio.open_nursery() as nursery:
+        nursery.start_soon(cancel_when_escaped)
+        with trio.fail_after(30):
+            result = await run_process(
+                job, [sys.executable, "-c", COUNT_TERMS, str(log)], on_line=lines, grace=5
+            )
+    grandchild = escaped_pid(lines.lines)
+    assert result.outcome == "cancelled" and not result.killed
+    assert sorted(log.read_text().split("\n")) == sorted(
+        ["", f"term {result.pid}", f"term {grandchild}"]
+    )
+    assert state(grandchild) is None

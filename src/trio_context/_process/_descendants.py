@@ -113,14 +113,15 @@ class Tree:
         return rss
 
     def signal(self, sig: int) -> None:
-        """Send ``sig`` to the group and to every known descendant outside it."""
-        if self.sent != signal.SIGKILL:
-            self.sent = sig
+        """Send ``sig`` once to the group and to every known descendant outside it; those
+        found later get it when found (one signal each: a second SIGTERM often means "force")."""
         _killpg(self.pgid, sig)
         self.refresh()
         for pid, st in self.known.items():
             if st.pgid != self.pgid and not st.zombie:
                 _kill(pid, sig)
+        if self.sent != signal.SIGKILL:
+            self.sent = sig
 
     def alive_now(self) -> bool:
         """Whether the tree may have a live process, without waiting (a zombie left in the
