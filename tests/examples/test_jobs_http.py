@@ -80,6 +80,8 @@ async def test_errors() -> None:
         assert (await client.post("/jobs", json={**SPEC, "colour": 1})).status_code == 400
         assert (await client.post("/jobs", json={**SPEC, "timeout": "soon"})).status_code == 400
         assert (await client.post("/jobs", json={**SPEC, "timeout": -1})).status_code == 400
+        big = await client.post("/jobs", json={**SPEC, "memory_limit": "lots"})
+        assert big.status_code == 400 and "`memory_limit` must be a positive" in big.json()["error"]
         assert (await client.get("/jobs/job-42")).status_code == 404
         assert (await client.get("/nowhere")).status_code == 404
         assert (await client.delete("/jobs")).status_code == 405
