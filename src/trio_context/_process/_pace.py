@@ -46,8 +46,12 @@ _PACER: trio.lowlevel.RunVar[_Pacer] = trio.lowlevel.RunVar("trio_context_stop_p
 
 async def turn() -> None:
     """Return at once if this batch has let fewer than :data:`PER_BATCH` stops through, else
-    in a later batch (first come, first served). Not a checkpoint when it returns at once;
-    never raises ``Cancelled`` (callers run shielded)."""
+    in a later batch (first come, first served). Not a checkpoint when it returns at once.
+
+    Raises:
+        trio.Cancelled: the caller's scope was cancelled while it waited (its place in the
+            line is given up).
+    """
     try:
         pacer = _PACER.get()
     except LookupError:
@@ -60,4 +64,9 @@ async def turn() -> None:
     ready = trio.Event()
     pacer.waiting.append(ready)
     pacer.schedule_reset()
-    await ready.wait()
+    try:
+        await ready.wait()
+    except BaseException:
+        if not ready.is_set():
+            pacer.waiting.remove(ready)
+        raise
