@@ -28,6 +28,7 @@ token), so ``after_func`` callbacks and scopes see an ordinary ``cancel()``.
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterable
@@ -37,8 +38,7 @@ from typing import Any, final
 
 import trio
 
-from ._core import CancelContext, Context, with_cancel, with_value
-from ._stops import HARD_KEY
+from ._core import HARD_KEY, CancelContext, Context, check_seconds, with_cancel, with_value
 
 __all__ = ["SignalReceived", "open_signal_context"]
 
@@ -87,10 +87,15 @@ def _rebuild(signum: int, forced: bool) -> SignalReceived:
 async def open_signal_context(
     parent: Context,
     signals: Iterable[int] = DEFAULT_SIGNALS,
+    *,
+    grace: float = math.inf,
 ) -> AsyncGenerator[CancelContext]:
     """Yield a context that the first of ``signals`` cancels gracefully, the second forcefully.
 
     ``signals`` defaults to SIGINT, SIGTERM and SIGHUP (SIGHUP is handled like SIGTERM).
+    ``grace`` is the whole program's budget for a graceful stop: the hard twin also ends that
+    many seconds after the first signal (default: only on the second), and every grace period
+    started below is capped by it (see :func:`graceful`).
 
     Soft and hard are built as in ``docs/explanation/internals.md``:
     ``hard = with_cancel(parent)``, ``soft = with_cancel(with_value(hard, <key>, hard))``;
@@ -106,8 +111,10 @@ async def open_signal_context(
     Raises:
         RuntimeError: not in the main thread of a running trio loop (Python only delivers
             signals there).
-        ValueError: ``signals`` is empty or names an invalid signal.
+        ValueError: ``signals`` is empty or names an invalid signal, or ``grace`` is
+            negative or NaN.
     """
+    budget = check_seconds(grace, "grace")
     wanted = tuple(dict.fromkeys(signal.Signals(s) for s in signals))
     if not wanted:
         raise ValueError("`signals` must name at least one signal")
@@ -126,6 +133,8 @@ async def open_signal_context(
     def deliver(signum: int, n: int) -> None:  # in the trio thread
         if n == 1:
             soft.cancel(SignalReceived(signum))
+            if budget != math.inf:
+                hard.cancel_after(budget, cause=SignalReceived(signum, forced=True))
         else:
             hard.cancel(SignalReceived(signum, forced=True))
 

@@ -29,45 +29,22 @@ thread; :func:`hard_context` is safe from any thread.
 from __future__ import annotations
 
 import math
-from typing import Final, final
 
 from ._core import (
+    HARD_KEY,
     CancelContext,
     Context,
     after_func,
     check_parent,
     check_seconds,
     clock_for,
+    hard_context,
     with_cancel,
+    with_value,
     without_cancel,
 )
 
-__all__ = ["cleanup", "hard_context", "with_grace"]
-
-
-@final
-class _HardKey:
-    """The value key under which ``open_signal_context`` records its hard context."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<trio_context hard-context key>"
-
-
-HARD_KEY: Final = _HardKey()
-
-
-def hard_context(ctx: Context) -> Context | None:
-    """Return the nearest hard ("stop now") context recorded above ``ctx``, or None.
-
-    ``open_signal_context`` records one: the context a second signal cancels. Pure lookup,
-    idempotent, safe from any thread::
-
-        hard = tc.hard_context(ctx)  # None outside open_signal_context()
-    """
-    found = ctx.value(HARD_KEY)
-    return found if isinstance(found, Context) else None
+__all__ = ["cleanup", "grace_left", "graceful", "hard_context", "with_grace"]
 
 
 def _detached(ctx: Context) -> CancelContext:
@@ -144,3 +121,43 @@ def cleanup(ctx: Context, timeout: float) -> CancelContext:
     result = _detached(ctx)
     result.cancel_after(budget)
     return result
+
+
+def graceful(soft: Context, seconds: float) -> Context:
+    """Return ``soft`` with a grace budget recorded: once ``soft`` is done, work under the
+    returned context has ``seconds`` to finish before its hard stop -- and never more than an
+    outer budget (one recorded above ``soft``, e.g. by :func:`open_signal_context` or a
+    parent process through :func:`from_environ`) leaves.
+
+    Everything below sees the budget: :func:`with_grace` and :func:`cleanup` contexts end with
+    it, ``run_process`` sends SIGKILL by then and tells a listening child how much is left,
+    and :func:`grace_left` says how long remains. Nested levels (job, step, subprocess) so
+    never add up past the outer budget::
+
+        job = tc.graceful(tc.with_cancel(root), 30)
+        step = tc.graceful(tc.with_cancel(job), 10)   # at most what the job has left
+
+    Call it in the trio thread.
+
+    Raises:
+        TypeError: ``soft`` is not a context or ``seconds`` is not a number.
+        ValueError: ``seconds`` is negative or NaN.
+        RuntimeError: outside a trio run.
+    """
+    hard = with_grace(soft, seconds)
+    return with_value(soft, HARD_KEY, hard)
+
+
+def grace_left(ctx: Context) -> float:
+    """Seconds left before the hard stop of the graceful stop ``ctx`` is part of: ``math.inf``
+    while no grace period is running (``ctx`` is not stopping, or no budget is recorded above
+    it), 0 once the hard stop came. Safe from any thread::
+
+        if ctx.done.is_set():
+            save_partial(timeout=min(5, tc.grace_left(ctx)))
+    """
+    check_parent(ctx, "ctx")
+    hard = hard_context(ctx)
+    if hard is None:
+        return math.inf
+    return 0.0 if hard.done.is_set() else hard.remaining()

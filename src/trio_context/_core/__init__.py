@@ -11,6 +11,7 @@ one way, from the bottom up::
     _cancel                     CancelContext: cancel(), deadlines, the cancel walk
     _after, _idle               after_func(); idle contexts (deadline machinery)
     _constructors, _inspect     with_*(); read-only views for the toolkit
+    _hard                       the hard twin recorded above a soft context
 
 This ``__init__`` is the core's API for the toolkit: the public names plus the few hooks the
 toolkit shares (argument checks, the clock check, the logger, inspection).
@@ -29,11 +30,13 @@ from ._constructors import (
 )
 from ._context import Context, background, check_parent, current, todo
 from ._errors import ContextCancelled, ContextError, DeadlineExceeded
+from ._hard import HARD_KEY, hard_context
 from ._idle import IdleContext, IdleTimeout, with_idle_timeout
 from ._inspect import bound_scopes, canceller_of, label_of, label_parts, parent_of
 from ._scope import Done
 
 __all__ = [
+    "HARD_KEY",
     "CancelContext",
     "Context",
     "ContextCancelled",
@@ -53,6 +56,7 @@ __all__ = [
     "check_seconds",
     "clock_for",
     "current",
+    "hard_context",
     "label_of",
     "label_parts",
     "logger",

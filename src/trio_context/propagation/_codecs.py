@@ -26,22 +26,15 @@ wall-clock reading in :func:`environ_for`) and safe to call from any thread.
 from __future__ import annotations
 
 import math
-import os
 import re
-import time
 from collections.abc import Mapping
 from fractions import Fraction
 from urllib.parse import quote, unquote
 
-from .._core import Context, DeadlineExceeded, logger, with_timeout
-
 __all__ = [
-    "DEADLINE_ENV_VAR",
     "encode_baggage",
     "encode_grpc_timeout",
     "encode_timeout_ms",
-    "environ_for",
-    "from_environ",
     "parse_baggage",
     "parse_grpc_timeout",
     "parse_timeout_ms",
@@ -306,98 +299,3 @@ def _parse_member(member: str) -> tuple[str, str]:
         if _PROPERTY_RE.fullmatch(prop) is None:
             raise ValueError(f"malformed baggage property {prop!r} in {member!r}")
     return key, unquote(raw_value, errors="replace")
-
-
-# ---------------------------------------------------------------------------------------------
-# Child processes: the environment
-
-#: The environment variable that carries the deadline to a child process.
-DEADLINE_ENV_VAR = "TRIO_CONTEXT_DEADLINE"
-
-_NUMBER = r"[0-9]{1,30}(?:\.[0-9]{1,9})?"
-#: environ_for caps the remaining time it sends (about 31 million years) to keep the value short.
-_ENV_MAX_REMAINING = 1e15
-_ENV_RE = re.compile(rf"({_NUMBER});({_NUMBER})")
-
-
-def environ_for(ctx: Context, *, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Return the environment entries that carry ``ctx``'s deadline to a child process.
-
-    The variable is ``TRIO_CONTEXT_DEADLINE`` (:data:`DEADLINE_ENV_VAR`), and its value is
-    ``"<deadline>;<remaining>"``: the deadline as absolute UNIX wall time in seconds, then the
-    seconds that were left when this was called, both decimal with 6 places, e.g.
-    ``"1732370004.623456;4.500000"``. The pair lets the receiver survive both a clock that
-    differs between processes and the time the child takes to start (see :func:`from_environ`).
-
-    Without ``base``, returns just that entry, or ``{}`` when ``ctx`` has no deadline. With
-    ``base`` (typically ``os.environ``), returns a copy of ``base`` with the entry set, or
-    *removed* when ``ctx`` has no deadline, so a deadline this process inherited does not leak
-    into a child that was meant to run without one. Without ``base``, do that removal yourself
-    (``env.pop(DEADLINE_ENV_VAR, None)``) before merging.
-
-    Reads ``ctx.remaining()`` and ``time.time()``; safe from any thread the context allows.
-
-    Raises:
-        Nothing of its own.
-
-    Example::
-
-        subprocess_env = tc.environ_for(ctx, base=os.environ)
-        await trio.run_process(["worker"], env=subprocess_env)
-    """
-    remaining = ctx.remaining()
-    entries: dict[str, str] = {}
-    if not math.isinf(remaining):
-        remaining = min(max(0.0, remaining), _ENV_MAX_REMAINING)
-        entries[DEADLINE_ENV_VAR] = f"{time.time() + remaining:.6f};{remaining:.6f}"
-    if base is None:
-        return entries
-    env = {k: v for k, v in base.items() if k != DEADLINE_ENV_VAR}
-    env.update(entries)
-    return env
-
-
-def from_environ(parent: Context, environ: Mapping[str, str] | None = None) -> Context:
-    """Return a child of ``parent`` with the deadline a parent process put in the environment.
-
-    Reads ``TRIO_CONTEXT_DEADLINE`` from ``environ`` (default ``os.environ``), as written by
-    :func:`environ_for`, and returns ``with_timeout(parent, remaining)`` where::
-
-        remaining = max(0, min(sent_remaining, deadline_wall - time.time()))
-
-    The wall-clock term counts the time the child took to start; the sent duration caps it
-    when this machine's wall clock is behind the sender's (or jumped back), so a child never
-    gets more time than its parent had. A clock that runs ahead only makes the child stop
-    early, never late. Since the result is a child of ``parent``, ``parent``'s own deadline
-    still applies: nested processes each see the minimum.
-
-    Returns ``parent`` itself when the variable is absent or empty, and also when it is
-    malformed (after logging a warning on the ``trio_context`` logger): a bad variable must not
-    stop a program from starting. Needs a running trio loop when the variable is present.
-
-    Raises:
-        Nothing for a missing or malformed variable.
-
-    Example::
-
-        async def main() -> None:
-            ctx = tc.from_environ(tc.background())
-            with ctx.scope():
-                await work(ctx)
-    """
-    env = os.environ if environ is None else environ
-    raw = env.get(DEADLINE_ENV_VAR, "")
-    if not raw:
-        return parent
-    match = _ENV_RE.fullmatch(raw.strip(_OWS))
-    if match is None:
-        logger.warning(
-            "ignoring malformed %s=%r: expected '<deadline unix time>;<remaining seconds>'",
-            DEADLINE_ENV_VAR,
-            raw,
-        )
-        return parent
-    deadline_wall, sent_remaining = float(match[1]), float(match[2])
-    remaining = max(0.0, min(sent_remaining, deadline_wall - time.time()))
-    cause = DeadlineExceeded(f"deadline inherited from the parent process ({DEADLINE_ENV_VAR})")
-    return with_timeout(parent, remaining, cause=cause)

@@ -1,0 +1,263 @@
+"""Causes and grace budgets across hops: RemoteCause's encodings, the cancel channel to a child
+process (Python and shell), and nested grace budgets."""
+
+from __future__ import annotations
+
+import copy
+import math
+import pickle
+import sys
+
+import pytest
+import trio
+import trio.lowlevel
+import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
+
+import trio_context as tc
+from support import PROGRAMS
+from trio_context.propagation import CANCEL_ACK_FD_ENV_VAR, CANCEL_FD_ENV_VAR, CancelChannel
+
+# -- RemoteCause ------------------------------------------------------------------------------
+
+
+def test_line_round_trip_keeps_every_field() -> None:
+    cause = tc.RemoteCause(
+        "DeadlineExceeded", "job 42 timed out", graceful=True, grace=4.5, kind="deadline"
+    )
+    back = tc.RemoteCause.from_line(cause.to_line())
+    assert (back.type_name, back.message, back.graceful, back.grace, back.kind) == (
+        "DeadlineExceeded",
+        "job 42 timed out",
+        True,
+        4.5,
+        "deadline",
+    )
+    assert cause.to_line() == "v1 graceful 4.500 deadline DeadlineExceeded job 42 timed out\n"
+
+
+def test_header_round_trip_and_infinite_grace() -> None:
+    cause = tc.RemoteCause("SignalReceived", "received SIGINT; 50% done\n", graceful=False)
+    back = tc.RemoteCause.from_header(cause.to_header())
+    assert back.type_name == "SignalReceived"
+    assert back.message == "received SIGINT; 50% done "  # control characters become spaces
+    assert back.graceful is False and math.isinf(back.grace) and back.kind == "cancelled"
+
+
+def test_copies_and_pickles() -> None:
+    cause = tc.RemoteCause("X", "m", graceful=False, grace=1.0, kind="deadline")
+    for other in (copy.copy(cause), pickle.loads(pickle.dumps(cause))):
+        assert repr(other) == repr(cause)
+
+
+def test_of_describes_a_local_context_and_keeps_a_remote_origin() -> None:
+    err = tc.DeadlineExceeded("context deadline exceeded")
+    local = tc.RemoteCause.of(err, KeyError("job"), graceful=True, grace=2.0)
+    assert (local.type_name, local.kind, local.grace) == ("KeyError", "deadline", 2.0)
+    relayed = tc.RemoteCause.of(tc.ContextCancelled("x"), local, graceful=False, grace=0.0)
+    assert (relayed.type_name, relayed.message, relayed.kind) == ("KeyError", "'job'", "deadline")
+    assert relayed.graceful is False
+    error = relayed.error()
+    assert isinstance(error, tc.DeadlineExceeded) and error.__cause__ is relayed
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "v2 graceful 1 cancelled X m",
+        "v1 gently 1 cancelled X m",
+        "v1 graceful -1 cancelled X m",
+        "v1 graceful nan cancelled X m",
+        "v1 graceful 1 exploded X m",
+        "v1 graceful 1 cancelled 9bad m",
+    ],
+)
+def test_malformed_lines_raise_value_error(line: str) -> None:
+    with pytest.raises(ValueError):
+        tc.RemoteCause.from_line(line)
+
+
+@given(st.text(max_size=300))
+def test_parsers_raise_only_value_error(text: str) -> None:
+    for parse in (tc.RemoteCause.from_line, tc.RemoteCause.from_header):
+        try:
+            parse(text)
+        except ValueError:
+            pass
+
+
+# -- the cancel channel to a child process ------------------------------------------------------
+
+
+async def _start(
+    channel: CancelChannel, command: list[str]
+) -> tuple[trio.Process, trio.abc.ReceiveStream]:
+    import os
+    import subprocess
+
+    env = {**os.environ, **channel.environ()}
+    proc = await trio.lowlevel.open_process(
+        command, stdout=subprocess.PIPE, env=env, pass_fds=channel.child_fds
+    )
+    channel.spawned()
+    assert proc.stdout is not None
+    return proc, proc.stdout
+
+
+async def _read_lines(stream: trio.abc.ReceiveStream, n: int) -> list[str]:
+    data = b""
+    while data.count(b"\n") < n:
+        chunk = await stream.receive_some()
+        if not chunk:
+            break
+        data += chunk
+    return data.decode().splitlines()
+
+
+async def test_a_python_child_learns_the_cause_before_any_signal() -> None:
+    channel = CancelChannel()
+    proc, out = await _start(channel, [sys.executable, str(PROGRAMS / "cause_child.py")])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(channel.watch)
+        assert await _read_lines(out, 1) == ["ready"]
+        await channel.wait_listening()
+        cause = tc.RemoteCause("KeyError", "job 42", graceful=True, grace=30.0, kind="deadline")
+        assert await channel.notify(cause, wait=10) is True  # acknowledged: no signal needed
+        lines = await _read_lines(out, 2)
+        await proc.wait()
+        channel.close()
+    done, message = lines
+    err, type_name, graceful, grace, left, sigterm = done.split()[1:]
+    assert (err, type_name, graceful, grace, sigterm) == (
+        "DeadlineExceeded",
+        "KeyError",
+        "True",
+        "30.0",
+        "False",
+    )
+    assert 25 < float(left) <= 30  # the grace it has left, counted down from 30
+    assert message == "job 42"
+    assert proc.returncode == 0
+
+
+async def test_the_grace_a_child_gets_caps_its_own_grace_periods() -> None:
+    channel = CancelChannel()
+    command = [sys.executable, str(PROGRAMS / "cause_child.py"), "nested"]
+    proc, out = await _start(channel, command)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(channel.watch)
+        await _read_lines(out, 1)
+        await channel.wait_listening()
+        cancelled = tc.RemoteCause("ContextCancelled", "stop", graceful=True, grace=0.5)
+        assert await channel.notify(cancelled, wait=10)
+        lines = await _read_lines(out, 3)
+        await proc.wait()
+        channel.close()
+    assert lines[0].split()[1] == "ContextCancelled"
+    nested = float(lines[2].split()[1])
+    assert 0.3 <= nested < 5  # the child's own 60 s budget was cut to the 0.5 s it was given
+
+
+async def test_a_forced_line_after_a_graceful_one_ends_the_hard_stop_too() -> None:
+    channel = CancelChannel()
+    command = [sys.executable, str(PROGRAMS / "cause_child.py"), "nested"]
+    proc, out = await _start(channel, command)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(channel.watch)
+        await _read_lines(out, 1)
+        await channel.wait_listening()
+        assert await channel.notify(tc.RemoteCause("Stop", "soft"), wait=10)
+        await _read_lines(out, 2)
+        await channel.notify(tc.RemoteCause("Stop", "now", graceful=False, grace=0), wait=10)
+        lines = await _read_lines(out, 1)
+        await proc.wait()
+        channel.close()
+    assert float(lines[0].split()[1]) < 5  # the 60 s of cleanup ended with the forced stop
+
+
+async def test_the_parent_exiting_ends_the_childs_context() -> None:
+    channel = CancelChannel()
+    proc, out = await _start(channel, [sys.executable, str(PROGRAMS / "cause_child.py")])
+    await _read_lines(out, 1)
+    channel.close()  # what the parent's death does to the channel
+    lines = await _read_lines(out, 2)
+    await proc.wait()
+    assert lines[0].split()[2] == "ParentExited"
+
+
+async def test_a_shell_child_reads_the_documented_format() -> None:
+    channel = CancelChannel()
+    script = (
+        "read -r v mode grace kind type msg < /dev/fd/$TRIO_CONTEXT_CANCEL_FD; "
+        'echo "$v|$mode|$grace|$kind|$type|$msg"'
+    )
+    proc, out = await _start(channel, ["/bin/sh", "-c", script])
+    cause = tc.RemoteCause("SignalReceived", "received SIGINT: stopping", grace=2.0)
+    assert await channel.notify(cause, wait=0) is False  # it never said it listens
+    lines = await _read_lines(out, 1)
+    await proc.wait()
+    channel.close()
+    assert lines == ["v1|graceful|2.000|cancelled|SignalReceived|received SIGINT: stopping"]
+
+
+def test_from_environ_ignores_a_descriptor_that_is_not_a_channel(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ctx = tc.from_environ(tc.background(), {CANCEL_FD_ENV_VAR: "0x"})
+    assert ctx is tc.background()
+    assert "not an open file descriptor" in caplog.text
+    with open(__file__, "rb") as f:  # a regular file is not a channel
+        ctx = tc.from_environ(tc.background(), {CANCEL_FD_ENV_VAR: str(f.fileno())})
+    assert ctx is tc.background()
+    assert "not a pipe" in caplog.text
+
+
+def test_environ_for_drops_an_inherited_channel() -> None:
+    base = {CANCEL_FD_ENV_VAR: "7", CANCEL_ACK_FD_ENV_VAR: "8", "A": "b"}
+    env = tc.environ_for(tc.background(), base=base)
+    assert env == {"A": "b"}
+
+
+# -- grace budgets ------------------------------------------------------------------------------
+
+
+async def test_nested_grace_never_exceeds_the_outer_budget(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    job = tc.with_cancel(tc.background())
+    job_budget = tc.graceful(job, 5)
+    step = tc.with_cancel(job_budget)
+    step_budget = tc.graceful(step, 60)  # asks for more than the job has
+    assert tc.grace_left(step_budget) == math.inf  # nothing is stopping yet
+    start = trio.current_time()
+    job.cancel()
+    await trio.sleep(0.01)  # the after-funcs that start the grace periods run
+    assert tc.grace_left(step_budget) == pytest.approx(60, abs=0.1)  # its own, capped later
+    hard = tc.hard_context(step_budget)
+    assert hard is not None
+    await hard.done.wait()
+    assert trio.current_time() - start == pytest.approx(5)  # the job's budget, not 60
+    assert tc.grace_left(step_budget) == 0
+
+
+async def test_an_inner_budget_shorter_than_the_outer_one_is_kept(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    job = tc.with_cancel(tc.background())
+    step_budget = tc.graceful(tc.with_cancel(tc.graceful(job, 30)), 2)
+    start = trio.current_time()
+    job.cancel()
+    with tc.cleanup(step_budget, 100).move_on():
+        await trio.sleep(100)
+    assert trio.current_time() - start == pytest.approx(2)
+
+
+async def test_graceful_checks_its_arguments() -> None:
+    with pytest.raises(TypeError, match="`soft`"):
+        tc.graceful("ctx", 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`seconds`"):
+        tc.graceful(tc.background(), -1)
+    with pytest.raises(TypeError, match="`ctx`"):
+        tc.grace_left(None)  # type: ignore[arg-type]
