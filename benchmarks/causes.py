@@ -9,7 +9,6 @@ Reports p50/p99 in milliseconds; target p99 < 10 ms on a quiet machine.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 

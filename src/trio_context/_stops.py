@@ -90,10 +90,14 @@ def with_grace(soft: Context, seconds: float) -> CancelContext:
     hard = _detached(soft)
 
     def start_grace() -> None:
-        if grace == 0:
+        # An outer budget (a hard stop recorded above ``soft``) caps this grace period: the
+        # link in _detached() would end ``hard`` with it anyway; the deadline says so now.
+        twin = hard_context(soft)
+        left = grace if twin is None else min(grace, twin.remaining())
+        if left == 0:
             hard.cancel(soft.cause)
-        elif grace != math.inf:
-            hard.cancel_after(grace, cause=soft.cause)
+        elif left != math.inf:
+            hard.cancel_after(left, cause=soft.cause)
 
     after_func(hard, after_func(soft, start_grace))
     return hard

@@ -234,7 +234,7 @@ async def test_nested_grace_never_exceeds_the_outer_budget(
     start = trio.current_time()
     job.cancel()
     await trio.sleep(0.01)  # the after-funcs that start the grace periods run
-    assert tc.grace_left(step_budget) == pytest.approx(60, abs=0.1)  # its own, capped later
+    assert tc.grace_left(step_budget) == pytest.approx(5, abs=0.1)  # capped by the job's 5
     hard = tc.hard_context(step_budget)
     assert hard is not None
     await hard.done.wait()
@@ -261,3 +261,65 @@ async def test_graceful_checks_its_arguments() -> None:
         tc.graceful(tc.background(), -1)
     with pytest.raises(TypeError, match="`ctx`"):
         tc.grace_left(None)  # type: ignore[arg-type]
+
+
+# -- run_process tells its child ----------------------------------------------------------------
+
+
+async def test_run_process_tells_a_python_child_why_before_any_signal() -> None:
+    ctx = tc.with_cancel(tc.background())
+    lines: list[str] = []
+
+    def on_line(stream: str, line: str) -> None:
+        lines.append(line)
+        if line == "ready":
+            ctx.cancel(KeyError("job 42"))
+
+    command = [sys.executable, str(PROGRAMS / "cause_child.py")]
+    result = await tc.run_process(ctx, command, grace=20, on_line=on_line)
+    done, message = lines[1:3]
+    err, type_name, graceful, grace, left, sigterm = done.split()[1:]
+    assert (err, type_name, graceful, sigterm) == ("ContextCancelled", "KeyError", "True", "False")
+    assert 15 < float(grace) <= 20 and 15 < float(left) <= 20  # the grace run_process gives
+    assert message == "'job 42'"
+    assert result.outcome == "cancelled" and result.returncode == 0 and not result.killed
+
+
+async def test_run_process_sends_a_deadline_as_a_deadline() -> None:
+    ctx = tc.with_cancel(tc.background())
+    lines: list[str] = []
+
+    def on_line(stream: str, line: str) -> None:
+        lines.append(line)
+        if line == "ready":
+            ctx.cancel_after(0.05)
+
+    command = [sys.executable, str(PROGRAMS / "cause_child.py")]
+    result = await tc.run_process(ctx, command, on_line=on_line)
+    assert lines[1].split()[1:3] == ["DeadlineExceeded", "DeadlineExceeded"]
+    assert result.outcome == "timed_out" and result.returncode == 0
+
+
+async def test_run_process_hands_down_what_is_left_of_an_outer_budget() -> None:
+    root = tc.with_cancel(tc.background())
+    ctx = tc.graceful(root, 2)  # the job has 2 s to wind down, whatever a step asks for
+    lines: list[str] = []
+
+    def on_line(stream: str, line: str) -> None:
+        lines.append(line)
+        if line == "ready":
+            root.cancel()
+
+    command = [sys.executable, str(PROGRAMS / "cause_child.py")]
+    result = await tc.run_process(ctx, command, grace=60, on_line=on_line)
+    assert 0 < float(lines[1].split()[4]) <= 2
+    assert result.outcome == "cancelled" and not result.killed
+
+
+async def test_propagate_cause_false_keeps_the_channel_out() -> None:
+    result = await tc.run_process(
+        tc.background(),
+        ["/bin/sh", "-c", 'echo "${TRIO_CONTEXT_CANCEL_FD:-none}"'],
+        propagate_cause=False,
+    )
+    assert result.stdout.strip() == b"none"

@@ -73,7 +73,7 @@ from .._core import (
     with_idle_timeout,
 )
 from .._stops import with_grace
-from ..propagation import environ_for
+from ..propagation import CancelChannel, environ_for
 from ._descendants import Tree
 from ._pgroup import Tail, environment, is_count, start_error
 from ._results import ProcessFailed, ProcessHandle, ProcessResult
@@ -155,6 +155,7 @@ async def run_process(
     max_rss: int | None = None,
     rss_interval: float = 0.5,
     propagate_deadline: bool = True,
+    propagate_cause: bool = True,
     task_status: trio.TaskStatus[ProcessHandle] = trio.TASK_STATUS_IGNORED,
 ) -> ProcessResult:
     """Run ``command`` in its own process group until it ends, stopping it when ``ctx`` is done.
@@ -170,9 +171,12 @@ async def run_process(
     ``rss_interval`` seconds from ``/proc``; Linux only) passes that many bytes (outcome
     ``"memory"``, cause :class:`~trio_context.MemoryExceeded`). ``propagate_deadline`` (on by
     default) sets ``TRIO_CONTEXT_DEADLINE`` in the child's environment from ``ctx``, over
-    anything ``env`` says. ``task_status`` is for ``nursery.start``, which then returns a
-    :class:`ProcessHandle` once the process runs. Not idempotent: each call starts
-    a new process, in its own process group. Call it from trio (any number of tasks at once);
+    anything ``env`` says. ``propagate_cause`` (on by default) opens a cancel channel to the child
+    (see :func:`~trio_context.from_environ`): when ``ctx`` is done the child is told why, and
+    how much grace it has, before any signal; a child that acknowledges gets no term signal
+    (SIGKILL still ends the grace period). ``task_status`` is for ``nursery.start``, which
+    then returns a :class:`ProcessHandle` once the process runs. Not idempotent: each call
+    starts a new process, in its own process group. Call it from trio (any number of tasks at once);
     only ``on_line`` runs synchronously in the trio thread::
 
         result = await tc.run_process(ctx, ["pytest", "-x"], grace=10, on_line=print_line)
@@ -221,10 +225,14 @@ async def run_process(
     started = trio.current_time()
     limits: Limits | None = None
     tree: Tree | None = None
+    channel: CancelChannel | None = None
     try:
         if propagate_deadline:
             merged_env = environ_for(ctx, base=os.environ if merged_env is None else merged_env)
         merged_env, mark = _marked(merged_env)
+        if propagate_cause:
+            channel = CancelChannel()
+            merged_env = {**(os.environ if merged_env is None else merged_env), **channel.environ()}
         limits = _limits(ctx, idle_timeout, max_rss, rss_interval)
         try:
             proc = await trio.lowlevel.open_process(
@@ -236,11 +244,15 @@ async def run_process(
                 start_new_session=True,
                 cwd=workdir,
                 env=merged_env,
+                pass_fds=channel.child_fds if channel is not None else (),
             )
         except OSError as exc:
             raise start_error(exc, program, workdir) from exc
+        finally:
+            if channel is not None:
+                channel.spawned()
         tree = Tree(proc.pid, lambda: proc.returncode is None, mark)
-        run = Supervisor(proc, tree, ctx, hard, term, grace, drain_timeout, limits)
+        run = Supervisor(proc, tree, ctx, hard, term, grace, drain_timeout, limits, channel)
         finished = trio.Event()
         try:
             async with trio.open_nursery() as nursery:
@@ -257,6 +269,8 @@ async def run_process(
             raise_single(group)
         contained = tree.contained
     finally:
+        if channel is not None:
+            channel.close()
         if tree is not None:
             tree.close()
         if own_hard is not None:

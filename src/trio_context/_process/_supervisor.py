@@ -18,6 +18,7 @@ from typing import Final, Literal, NoReturn
 import trio
 
 from .._core import CancelContext, Context, DeadlineExceeded, after_func
+from ..propagation import CancelChannel, RemoteCause
 from ._descendants import Tree
 from ._memory import MemoryExceeded
 from ._pace import turn
@@ -87,8 +88,10 @@ class Supervisor:
         grace: float,
         drain_timeout: float,
         limits: Limits,
+        channel: CancelChannel | None = None,
     ) -> None:
         self.proc = proc
+        self.channel = channel  # tells a listening child why it must stop, before any signal
         self.tree = tree
         self.pgid = proc.pid  # start_new_session: the leader's pid is the group's id
         self.ctx = ctx
@@ -132,6 +135,8 @@ class Supervisor:
                     watches.append(after_func(self.hard, self.kill_timer.cancel))
                     nursery.start_soon(self.send_term)
                     nursery.start_soon(self.watch_hard)
+                    if self.channel is not None:
+                        nursery.start_soon(self.channel.watch)
                     if self.limits.max_rss is not None:
                         nursery.start_soon(self.watch_memory, self.limits.max_rss)
                     await self.proc.wait()
@@ -179,9 +184,29 @@ class Supervisor:
     async def send_term(self) -> None:
         await self.term_wanted.wait()
         await turn()  # many stops at once: spread over batches of trio's run loop
+        if await self.notify(graceful=True):
+            return  # the child took the stop itself: no term signal; SIGKILL ends its grace
         if not self.term_sent and not self.kill_sent and not self.reaped:
             self.term_sent = True
             self.tree.signal(self.term_signal)
+
+    async def notify(self, *, graceful: bool) -> bool:
+        """Tell the child on its cancel channel why it must stop and the grace it has left;
+        True when it acknowledged a graceful stop (wait: at most a second of its grace)."""
+        if self.channel is None or self.leader_done or self.reaped:
+            return False
+        grace = min(
+            self.grace, self.hard.remaining(), self.kill_timer.deadline - trio.current_time()
+        )
+        grace = max(0.0, grace) if graceful else 0.0
+        ended = next((c for c in (self.limits.soft, self.hard) if c.err is not None), None)
+        if ended is not None:
+            cause = RemoteCause.of(ended.err, ended.cause, graceful=graceful, grace=grace)
+        else:  # the calling task was cancelled: no context of ours says why
+            cause = RemoteCause(
+                "Cancelled", "the caller stopped waiting", graceful=graceful, grace=grace
+            )
+        return await self.channel.notify(cause, wait=min(1.0, grace) if graceful else 0)
 
     def abort(self) -> None:
         """The calling task was cancelled, or a limit passed: stop, and SIGKILL after
@@ -214,6 +239,8 @@ class Supervisor:
         with self.kill_timer:  # cancelled when ``hard`` ends, or by its deadline
             await trio.sleep_forever()
         await turn()
+        if not self.leader_done:
+            await self.notify(graceful=False)
         if not self.leader_done or self.stopping:
             # SIGKILL is needed if the leader runs, or a stopped tree still has a live process
             if not self.leader_done or self.tree.alive_now():

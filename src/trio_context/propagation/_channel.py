@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import select
 import stat
 import threading
 import weakref
@@ -67,6 +68,7 @@ class CancelChannel:
         self._recv = trio.lowlevel.FdStream(acks_r)
         self._listening = trio.Event()
         self._acked: trio.Event | None = None
+        self._sending = trio.Lock()
 
     @property
     def child_fds(self) -> tuple[int, ...]:
@@ -118,22 +120,34 @@ class CancelChannel:
     async def notify(self, cause: RemoteCause, *, wait: float) -> bool:
         """Send ``cause`` to the child; if it listens, wait up to ``wait`` seconds for its
         ``ack``. Returns True when the child acknowledged (so it needs no term signal)."""
-        self._acked = trio.Event()
-        try:
-            await self._send.send_all(cause.to_line().encode())
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            return False  # the child is gone or closed its end
+        acked = self._acked = trio.Event()
+        async with self._sending:  # a forced line may follow a graceful one at once
+            try:
+                await self._send.send_all(cause.to_line().encode())
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                return False  # the child is gone or closed its end
+        if not self.listening and wait > 0 and _readable(self._recv.fileno()):
+            # A "listening" line the watch task has not read yet: let it.
+            with trio.move_on_after(wait):
+                await self._listening.wait()
         if not self.listening or wait <= 0:
             return False
         with trio.move_on_after(wait):
-            await self._acked.wait()
-        return self._acked.is_set()
+            await acked.wait()
+        return acked.is_set()
 
     def close(self) -> None:
         """Close the channel (the child sees end of file). Idempotent."""
         self.spawned()
         self._send.close()
         self._recv.close()
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has data to read right now (never blocks)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 # -- the child's side --------------------------------------------------------------------------
