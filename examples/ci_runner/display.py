@@ -1,18 +1,28 @@
 """What the runner shows while the job runs: plain prefixed lines, or a live view on a terminal.
 
 Rules for callers: make one with :func:`make_display`; it implements the runner's ``Reporter``.
-Every method is called from the trio thread. :meth:`LiveDisplay.run` is a task that redraws the
+Every method is called from the trio thread and never raises for a reader that went away (the
+output is then dropped and the job goes on). :meth:`LiveDisplay.run` is a task that redraws the
 status block ten times a second until cancelled; call :meth:`PlainDisplay.close` at the end.
 
 - :class:`PlainDisplay` (stdout is not a terminal, e.g. a CI log): every event and every output
   line is one line, prefixed with the step name (``[build] ...``, ``[build:err] ...`` for stderr),
-  ASCII only, no colour.
-- :class:`LiveDisplay` (a terminal): the same lines scroll above a status block that shows each
-  step (queued / running with elapsed time / cancelling / passed / failed / ...) and the job.
+  ASCII only, no colour; step output goes through as it came.
+- :class:`LiveDisplay` (a terminal): the same lines scroll above a status block that shows the
+  job and the steps (queued / running with elapsed time / cancelling / passed / failed / ...).
+  Step output is neutralised first (no escape sequence or control character reaches the
+  terminal; a ``\\r`` progress bar shows its last state). The block never takes more than half
+  the terminal's rows: when the steps do not fit it shows the active ones, then the failed ones,
+  and one line that counts the rest by status ("+ 85 more: 60 queued, 25 passed").
 
-Both show at most ``max_lines`` lines of each step's output: the first ones as they come, then, when
-the step ends, how many were left out and the last quarter of the budget (the lines that usually
-say what went wrong). ``max_lines=0`` shows everything.
+Why hand-written rather than rich's ``Live``: the example's only dependencies are trio and attrs,
+and the view needs four things, each a few lines here: redraw in place, fit the terminal's size
+(read at every redraw), neutralise the output, and a plain fallback for pipes that ``Live``
+would need anyway.
+
+Both show at most ``max_lines`` lines of each step's output: the first ones as they come, then,
+when the step ends, how many were left out and the last quarter of the budget (the lines that
+usually say what went wrong). ``max_lines=0`` shows everything; ``--log-dir`` keeps it all.
 """
 
 from __future__ import annotations
@@ -20,14 +30,15 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections import deque
+from collections import Counter, deque
 from typing import TextIO
 
 import attrs
 import trio
 
 from .pipeline import Pipeline, Step
-from .runner import StepResult
+from .results import StepResult
+from .terminal import emit, neutralise
 
 STATUS_WORDS = {
     "queued": "queued",
@@ -59,12 +70,14 @@ _SYMBOLS = {
     "cancelled": "⊘",
     "skipped": "-",
 }
+_SHOWN_FIRST = ("cancelling", "running", "failed", "timed_out", "cancelled")
+"""When the steps do not fit, the block shows these, in this order."""
 
 
 def describe(result: StepResult) -> str:
     """Return a step's status in words: ``timed out (continue-on-error)``, ``failed``, ..."""
     words = STATUS_WORDS[result.status]
-    if result.continue_on_error and result.status in ("failed", "timed_out"):
+    if result.allowed_failure:
         words += " (continue-on-error)"
     return words
 
@@ -75,7 +88,7 @@ class _Output:
 
     shown: int = 0
     hidden: int = 0
-    tail: deque[tuple[str, str]] = attrs.field(factory=deque)
+    tail: deque[tuple[str, str]] = attrs.field(factory=lambda: deque[tuple[str, str]]())
 
 
 class PlainDisplay:
@@ -89,11 +102,12 @@ class PlainDisplay:
         self.name_width = max(len(step.name) for step in pipeline.steps)
         self.outputs = {step.name: _Output() for step in pipeline.steps}
         self.job_message: str | None = None
+        self.reader_gone = False
 
     # -- the runner's Reporter -------------------------------------------------------------
 
     def step_started(self, step: Step) -> None:
-        command = step.run.strip().splitlines()[0]
+        command = self.visible(step.run.strip().splitlines()[0])
         more = " ..." if "\n" in step.run.strip() else ""
         self.event(step.name, f"started: {command}{more}")
 
@@ -106,10 +120,10 @@ class PlainDisplay:
                 output.tail.popleft()
             return
         output.shown += 1
-        self.write(self.prefix(name, stream) + line)
+        self.write(self.prefix(name, stream) + self.visible(line))
 
-    def step_stopping(self, name: str) -> None:
-        self.event(name, "stopping (SIGTERM to its process group)")
+    def step_stopping(self, name: str, how: str) -> None:
+        self.event(name, how)
 
     def step_finished(self, result: StepResult) -> None:
         output = self.outputs[result.name]
@@ -117,7 +131,7 @@ class PlainDisplay:
         if left_out > 0:
             self.event(result.name, f"... {left_out} lines of output not shown ...")
         for stream, line in output.tail:
-            self.write(self.prefix(result.name, stream) + line)
+            self.write(self.prefix(result.name, stream) + self.visible(line))
         output.tail.clear()
         text = describe(result)
         if result.status != "skipped":
@@ -132,9 +146,13 @@ class PlainDisplay:
 
     def context_tree(self, text: str) -> None:
         """Print the job's context tree (asked for with SIGUSR1) to stderr."""
-        print(text, file=sys.stderr, flush=True)
+        emit(sys.stderr, text + "\n")
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def visible(self, text: str) -> str:
+        """Return step output as this display shows it (as it came, in plain mode)."""
+        return text
 
     def prefix(self, name: str, stream: str) -> str:
         label = f"[{name}:err]" if stream == "stderr" else f"[{name}]"
@@ -144,8 +162,9 @@ class PlainDisplay:
         self.write(f"{self.prefix(name, 'stdout')}-- {text}")
 
     def write(self, line: str) -> None:
-        self.out.write(line + "\n")
-        self.out.flush()
+        """Write one line; once the reader is gone, drop it (the job goes on)."""
+        if not self.reader_gone:
+            self.reader_gone = not emit(self.out, line + "\n")
 
     async def run(self) -> None:
         """Nothing to refresh in plain mode; returns at once."""
@@ -165,16 +184,16 @@ class LiveDisplay(PlainDisplay):
         self.job_start = trio.current_time()
         self.block_height = 0
         self.colour = "NO_COLOR" not in os.environ
-        self.out.write("\x1b[?25l")  # hide the cursor while the block is redrawn
+        self.send("\x1b[?25l")  # hide the cursor while the block is redrawn
 
     def step_started(self, step: Step) -> None:
         self.states[step.name] = "running"
         self.started[step.name] = trio.current_time()
         super().step_started(step)
 
-    def step_stopping(self, name: str) -> None:
+    def step_stopping(self, name: str, how: str) -> None:
         self.states[name] = "cancelling"
-        super().step_stopping(name)
+        super().step_stopping(name, how)
 
     def step_finished(self, result: StepResult) -> None:
         self.states[result.name] = result.status
@@ -182,72 +201,82 @@ class LiveDisplay(PlainDisplay):
         super().step_finished(result)
 
     def context_tree(self, text: str) -> None:
-        self.erase_block()  # stderr is usually the same terminal: print the tree above the block
-        self.out.flush()
+        self.send(self.erase())  # stderr is usually the same terminal: print the tree above
         super().context_tree(text)
-        self.draw_block()
+        self.send(self.block())
+
+    def visible(self, text: str) -> str:
+        return neutralise(text)
 
     def prefix(self, name: str, stream: str) -> str:
         plain = super().prefix(name, stream)
         return self.paint(plain, "31" if stream == "stderr" else "1")
 
     def write(self, line: str) -> None:
-        self.erase_block()
-        self.out.write(line + "\n")
-        self.draw_block()
+        self.send(self.erase() + line + "\n" + self.block())
 
     async def run(self) -> None:
         """Redraw the block (elapsed times) every 0.1 s until cancelled."""
-        while True:
-            self.erase_block()
-            self.draw_block()
+        while not self.reader_gone:
+            self.send(self.erase() + self.block())
             await trio.sleep(0.1)
 
     def close(self) -> None:
         """Erase the block (the summary table takes its place) and show the cursor again."""
-        self.erase_block()
-        self.out.write("\x1b[?25h")
-        self.out.flush()
+        self.send(self.erase() + "\x1b[?25h")
 
     # -- the status block ------------------------------------------------------------------
 
-    def erase_block(self) -> None:
-        if self.block_height:
-            self.out.write(f"\x1b[{self.block_height}F\x1b[J")
-            self.block_height = 0
+    def send(self, text: str) -> None:
+        if not self.reader_gone:
+            self.reader_gone = not emit(self.out, text)
 
-    def draw_block(self) -> None:
-        columns = shutil.get_terminal_size((100, 24)).columns - 1
+    def erase(self) -> str:
+        height, self.block_height = self.block_height, 0
+        return f"\x1b[{height}F\x1b[J" if height else ""
+
+    def block(self) -> str:
+        """Return the status block for the terminal's current size (and note its height)."""
+        size = shutil.get_terminal_size((100, 24))
+        columns, budget = size.columns - 1, max(size.lines // 2, 3)
         now = trio.current_time()
-        elapsed = now - self.job_start
-        header = f"job {self.pipeline.job.name}: {elapsed:.1f}s"
+        header = f"job {self.pipeline.job.name}: {now - self.job_start:.1f}s"
         if self.job_message:
             header += f"  {self.job_message}"
         lines = [self.paint(header[:columns], "1;33" if self.job_message else "1")]
         steps = list(self.pipeline.steps)
-        rows = shutil.get_terminal_size((100, 24)).lines
-        if len(steps) + 1 >= rows:  # too tall to redraw in place: show the active steps only
-            steps = [s for s in steps if self.states[s.name] in ("running", "cancelling")]
-            steps = steps[: max(rows - 3, 0)]
-            lines.append(self.paint(f"  ({len(self.pipeline.steps) - len(steps)} more)", "2"))
-        for step in steps:
-            state = self.states[step.name]
-            text = f"  {_SYMBOLS[state]} {step.name.ljust(self.name_width)} "
-            result = self.results.get(step.name)
-            if result is not None:
-                text += describe(result)
-                if result.status != "skipped":
-                    text += f"  {result.duration:.1f}s"
-                if result.cause:
-                    text += f"  {result.cause}"
-            else:
-                text += STATUS_WORDS[state]
-                if step.name in self.started:
-                    text += f"  {now - self.started[step.name]:.1f}s"
-            lines.append(self.paint(text[:columns], _COLOURS[state]))
-        self.out.write("\n".join(lines) + "\n")
-        self.out.flush()
+        hidden: list[Step] = []
+        if len(steps) + 1 > budget:  # too tall: the steps that matter now, and a count of the rest
+            order = {state: rank for rank, state in enumerate(_SHOWN_FIRST)}
+            wanted = sorted(
+                (s for s in steps if self.states[s.name] in order),
+                key=lambda s: order[self.states[s.name]],
+            )[: budget - 2]
+            hidden = [s for s in steps if s not in wanted]
+            steps = [s for s in steps if s in wanted]
+        lines.extend(self.step_line(step, now, columns) for step in steps)
+        if hidden:
+            counts = Counter(STATUS_WORDS[self.states[s.name]] for s in hidden)
+            text = ", ".join(f"{n} {word}" for word, n in counts.most_common())
+            lines.append(self.paint(f"  + {len(hidden)} more: {text}"[:columns], "2"))
         self.block_height = len(lines)
+        return "\n".join(lines) + "\n"
+
+    def step_line(self, step: Step, now: float, columns: int) -> str:
+        state = self.states[step.name]
+        text = f"  {_SYMBOLS[state]} {step.name.ljust(self.name_width)} "
+        result = self.results.get(step.name)
+        if result is not None:
+            text += describe(result)
+            if result.status != "skipped":
+                text += f"  {result.duration:.1f}s"
+            if result.cause:
+                text += f"  {result.cause}"
+        else:
+            text += STATUS_WORDS[state]
+            if step.name in self.started:
+                text += f"  {now - self.started[step.name]:.1f}s"
+        return self.paint(text[:columns], _COLOURS[state])
 
     def paint(self, text: str, code: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.colour else text

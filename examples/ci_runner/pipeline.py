@@ -1,4 +1,4 @@
-"""Pipeline files: the TOML format, its validation and the execution plan.
+"""Pipeline files: the TOML format and its validation (the model is in ``model.py``).
 
 Rules for callers: :func:`load_pipeline` either returns a fully checked :class:`Pipeline` or
 raises :class:`PipelineError` listing *every* problem found, each with the line of the pipeline
@@ -37,16 +37,27 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, cast
 
 import attrs
 
-from .extras import StepExtras
+from .model import CONDITIONS, Condition, Job, Pipeline, PipelineError, Problem, Step
 from .source_map import SourceMap
 
-Condition: TypeAlias = Literal["success()", "always()", "failure()", "cancelled()"]
-CONDITIONS: tuple[Condition, ...] = ("success()", "always()", "failure()", "cancelled()")
+__all__ = [  # the model is re-exported: front ends and tests import it from here
+    "CONDITIONS",
+    "Condition",
+    "Job",
+    "Pipeline",
+    "PipelineError",
+    "Problem",
+    "Step",
+    "load_pipeline",
+    "parse_pipeline",
+]
+
 JOB_KEYS = ("name", "timeout", "env")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 STEP_KEYS = (
     "name",
     "run",
@@ -59,124 +70,6 @@ STEP_KEYS = (
     "continue-on-error",
     "if",
 )
-
-
-@attrs.frozen
-class Problem:
-    """One thing wrong with a pipeline file; ``line`` is 1-based, ``None`` when unknown."""
-
-    line: int | None
-    message: str
-
-
-class PipelineError(Exception):
-    """The pipeline file cannot be run; ``problems`` says why, each with its line."""
-
-    def __init__(self, path: Path, problems: Iterable[Problem]) -> None:
-        self.path = path
-        self.problems = sorted(problems, key=lambda p: (p.line or 0, p.message))
-        super().__init__(self.format())
-
-    def format(self) -> str:
-        """Return one ``file:line: message`` line per problem (compiler style)."""
-        out = []
-        for problem in self.problems:
-            where = f"{self.path}:{problem.line}" if problem.line else f"{self.path}"
-            out.append(f"{where}: {problem.message}")
-        return "\n".join(out)
-
-
-@attrs.frozen
-class Job:
-    """The ``[job]`` table: a name, an optional overall timeout and an environment."""
-
-    name: str
-    timeout: float | None
-    env: Mapping[str, str]
-
-
-@attrs.frozen
-class Step:
-    """One ``[[steps]]`` table, checked; ``cwd`` is absolute, ``cwd_text`` as written.
-
-    ``idle_timeout`` is the ``idle-timeout`` key: seconds without output before the step is
-    stopped, ``None`` for no limit. ``memory_limit`` is the ``memory-limit`` key in bytes: the
-    step's process tree is stopped once its resident memory passes it. ``extras`` is set for a
-    job of a GitLab CI file.
-    """
-
-    name: str
-    run: str
-    timeout: float | None
-    needs: tuple[str, ...]
-    env: Mapping[str, str]
-    cwd: Path
-    cwd_text: str
-    continue_on_error: bool
-    condition: Condition
-    line: int | None
-    idle_timeout: float | None = None
-    extras: StepExtras | None = None
-    memory_limit: int | None = None
-
-    @property
-    def is_cleanup(self) -> bool:
-        """Steps with an ``if`` other than ``success()`` run under a cleanup context (TOML only:
-        a GitLab job is cancelled like any other; its ``after_script`` is its cleanup)."""
-        return self.condition != "success()" and self.extras is None
-
-    @property
-    def waits_for(self) -> tuple[str, ...]:
-        """The steps that must finish before this one starts: its needs, then its stage order."""
-        return self.needs if self.extras is None else (*self.needs, *self.extras.after)
-
-
-@attrs.frozen
-class Pipeline:
-    """A checked pipeline: the job, its steps in file order, and the file they came from."""
-
-    path: Path
-    job: Job
-    steps: tuple[Step, ...]
-
-    def step(self, name: str) -> Step:
-        """Return the step called ``name`` (``KeyError`` if there is none)."""
-        for step in self.steps:
-            if step.name == name:
-                return step
-        raise KeyError(name)
-
-    def upstream(self, name: str) -> list[str]:
-        """Return every step ``name`` needs, directly or not, in file order."""
-        seen: set[str] = set()
-        todo = list(self.step(name).waits_for)
-        while todo:
-            need = todo.pop()
-            if need not in seen:
-                seen.add(need)
-                todo.extend(self.step(need).waits_for)
-        return [s.name for s in self.steps if s.name in seen]
-
-    def stages(self) -> list[list[Step]]:
-        """Group the steps by depth in the needs graph: stage n needs only stages before it.
-
-        This is for showing the plan; the runner itself starts each step as soon as its own needs
-        are finished, without waiting for the rest of the stage before it.
-        """
-        depth: dict[str, int] = {}
-
-        def depth_of(step: Step) -> int:
-            if step.name not in depth:
-                depth[step.name] = 1 + max((depth_of(self.step(n)) for n in step.needs), default=-1)
-            return depth[step.name]
-
-        stages: list[list[Step]] = []
-        for step in self.steps:
-            d = depth_of(step)
-            while len(stages) <= d:
-                stages.append([])
-            stages[d].append(step)
-        return stages
 
 
 def load_pipeline(path: Path) -> Pipeline:
@@ -218,6 +111,7 @@ class _Checker:
         self.base = path.resolve().parent
         self.problems: list[Problem] = []
         self.nodes: list[_Node] = []  # every step with a readable name and needs
+        self.folders: dict[str, tuple[Path, bool]] = {}  # cwd as written: (folder, exists)
 
     def problem(self, line: int | None, message: str) -> None:
         self.problems.append(Problem(line, message))
@@ -235,7 +129,7 @@ class _Checker:
         if not isinstance(raw_steps, list) or not raw_steps:
             self.problem(None, "no steps: add at least one [[steps]] table with a name and a run")
             raw_steps = []
-        steps = [self.check_step(i, raw) for i, raw in enumerate(raw_steps)]
+        steps = [self.check_step(i, raw) for i, raw in enumerate(cast("list[object]", raw_steps))]
         checked = [s for s in steps if s is not None]
         self.check_graph()
         if self.problems or job is None:
@@ -247,6 +141,7 @@ class _Checker:
         if not isinstance(raw, dict):
             self.problem(line, "[job] must be a table")
             return None
+        raw = cast("dict[str, Any]", raw)
         ok = True
         for key in raw:
             if key not in JOB_KEYS:
@@ -271,6 +166,7 @@ class _Checker:
         if not isinstance(raw, dict):
             self.problem(line, f"step #{index + 1} must be a table")
             return None
+        raw = cast("dict[str, Any]", raw)
         name = raw.get("name")
         where = f"step {name!r}" if isinstance(name, str) and name else f"step #{index + 1}"
 
@@ -287,6 +183,9 @@ class _Checker:
         if not isinstance(name, str) or not name.strip():
             ok = False
             self.problem(key_line("name"), f'{where}: needs a name = "..."')
+        elif _CONTROL.search(name):
+            ok = False
+            self.problem(key_line("name"), f"{where}: name must not contain control characters")
         run = raw.get("run")
         if run is None:
             ok = False
@@ -294,15 +193,24 @@ class _Checker:
         elif not isinstance(run, str) or not run.strip():
             ok = False
             self.problem(key_line("run"), f"{where}: run must be a non-empty shell command")
+        elif "\0" in run:
+            ok = False
+            self.problem(
+                key_line("run"), f"{where}: run contains a NUL character, which no shell accepts"
+            )
         timeout = self.check_timeout(raw, where, key_line("timeout"))
         idle_timeout = self.check_timeout(raw, where, key_line("idle-timeout"), "idle-timeout")
         memory_limit = self.check_memory(raw, where, key_line("memory-limit"))
         env = self.check_env(raw, where, key_line("env"))
-        needs = raw.get("needs", [])
-        if not isinstance(needs, list) or not all(isinstance(n, str) for n in needs):
+        raw_needs: object = raw.get("needs", [])
+        needs: list[str] = []
+        if not isinstance(raw_needs, list) or not all(
+            isinstance(n, str) for n in cast("list[object]", raw_needs)
+        ):
             ok = False
             self.problem(key_line("needs"), f"{where}: needs must be a list of step names")
         elif isinstance(name, str) and name.strip():
+            needs = cast("list[str]", raw_needs)
             step_line = self.source.step_key_line(index, "name") or line
             self.nodes.append(_Node(index, name, tuple(dict.fromkeys(needs)), step_line))
         cwd_text = raw.get("cwd", ".")
@@ -310,9 +218,15 @@ class _Checker:
         if not isinstance(cwd_text, str):
             ok = False
             self.problem(key_line("cwd"), f"{where}: cwd must be a text (a folder)")
+        elif "\0" in cwd_text:
+            ok = False
+            self.problem(key_line("cwd"), f"{where}: cwd contains a NUL character")
         else:
-            cwd = (self.base / cwd_text).resolve()
-            if not cwd.is_dir():
+            if cwd_text not in self.folders:
+                folder = (self.base / cwd_text).resolve()
+                self.folders[cwd_text] = (folder, folder.is_dir())
+            cwd, is_dir = self.folders[cwd_text]
+            if not is_dir:
                 ok = False
                 self.problem(
                     key_line("cwd"),
@@ -394,18 +308,30 @@ class _Checker:
         if not isinstance(value, dict):
             self.problem(line, f'{where}: env must be a table, like env = {{ NAME = "value" }}')
             return None
+        value = cast("dict[str, object]", value)
         env: dict[str, str] = {}
+        ok = True
         for key, item in value.items():
+            if not key or "=" in key or "\0" in key:
+                ok = False
+                self.problem(
+                    line,
+                    f"{where}: env name {key!r} cannot be used: a variable name must be "
+                    "non-empty, without '=' or NUL",
+                )
             if isinstance(item, bool):
                 env[key] = "true" if item else "false"
             elif isinstance(item, str | int | float):
                 env[key] = str(item)
+                if "\0" in env[key]:
+                    ok = False
+                    self.problem(line, f"{where}: env value {key!r} contains a NUL character")
             else:
+                ok = False
                 self.problem(
                     line, f"{where}: env value {key!r} must be a text, a number or a boolean"
                 )
-                return None
-        return env
+        return env if ok else None
 
     def check_graph(self) -> None:
         """Check that needs name existing steps, once each, and that they form no cycle.
@@ -423,22 +349,21 @@ class _Checker:
                 )
             else:
                 names[node.name] = node
-        bad = False
         for node in self.nodes:
             for need in node.needs:
                 if need == node.name:
-                    bad = True
                     self.problem(node.line, f"step {node.name!r}: needs itself")
                 elif need not in names:
-                    bad = True
                     self.problem(
                         self.source.step_key_line(node.index, "needs") or node.line,
                         f"step {node.name!r}: needs unknown step {need!r}"
                         f"{_did_you_mean(need, names)}",
                     )
-        if bad or len(names) != len(self.nodes):
-            return
-        for cycle in _find_cycles({name: node.needs for name, node in names.items()}):
+        graph = {
+            name: tuple(n for n in node.needs if n != name and n in names)
+            for name, node in names.items()
+        }
+        for cycle in _find_cycles(graph):  # every cycle among the needs that are well formed
             head = names[cycle[0]]
             self.problem(head.line, f"step {head.name!r}: needs form a cycle: {' -> '.join(cycle)}")
 
@@ -469,24 +394,34 @@ class _Node:
 
 
 def _find_cycles(graph: Mapping[str, tuple[str, ...]]) -> list[list[str]]:
-    """Return one path per cycle in the needs graph, each starting and ending at the same step."""
+    """Return one path per cycle in the needs graph, each starting and ending at the same step.
+
+    A depth-first walk with its own stack (a chain of thousands of steps is fine); every edge
+    back to a step on the current path closes one cycle.
+    """
     state: dict[str, Literal["visiting", "done"]] = {}
     cycles: list[list[str]] = []
-
-    def visit(name: str, path: list[str]) -> None:
-        state[name] = "visiting"
-        path.append(name)
-        for need in graph[name]:
-            if state.get(need) == "visiting":
-                cycles.append([*path[path.index(need) :], need])
+    for root in graph:
+        if root in state:
+            continue
+        path: list[str] = [root]
+        on_path = {root: 0}
+        todo = [iter(graph[root])]
+        state[root] = "visiting"
+        while todo:
+            need = next(todo[-1], None)
+            if need is None:
+                todo.pop()
+                done = path.pop()
+                del on_path[done]
+                state[done] = "done"
+            elif need in on_path:
+                cycles.append([*path[on_path[need] :], need])
             elif need not in state:
-                visit(need, path)
-        path.pop()
-        state[name] = "done"
-
-    for name in graph:
-        if name not in state:
-            visit(name, [])
+                state[need] = "visiting"
+                on_path[need] = len(path)
+                path.append(need)
+                todo.append(iter(graph[need]))
     return cycles
 
 

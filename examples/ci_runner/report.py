@@ -11,9 +11,10 @@ The JSON result (the schema of the project's design notes)::
 
 ``exit_code`` is null when the step's shell never exited on its own; a negative number ``-N`` means
 it was killed by signal N (Python's convention). ``cause`` is null for a passed step, the reason for
-a skipped or failed one, and the context's ``explain()`` text when a timeout or a cancel stopped
-the step. Steps that never ran have duration 0. ``allowed_failure`` is true for a step that failed
-or timed out but counts as passed (``continue-on-error``, GitLab's ``allow_failure``).
+a skipped or failed one, and when a timeout or a cancel stopped the step, what stopped it, where
+that is set in the pipeline and how many seconds after the step started. Steps that never ran
+have duration 0. ``allowed_failure`` is true for a step that failed or timed out but counts as
+passed (``continue-on-error``, GitLab's ``allow_failure``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from .display import describe
 from .pipeline import Pipeline
-from .runner import JobResult
+from .results import JobResult
 
 
 def format_plan(pipeline: Pipeline) -> str:
@@ -61,7 +62,7 @@ def format_plan(pipeline: Pipeline) -> str:
 def format_summary(result: JobResult) -> str:
     """Return the final table: one row per step with its status, exit code, duration and cause."""
     header = ("step", "status", "exit", "duration", "cause")
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     for step in result.steps:
         rows.append(
             (
@@ -73,7 +74,7 @@ def format_summary(result: JobResult) -> str:
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-    lines = []
+    lines: list[str] = []
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
@@ -95,8 +96,7 @@ def to_json(result: JobResult) -> dict[str, Any]:
                 "exit_code": step.exit_code,
                 "duration": round(step.duration, 3),
                 "cause": step.detail or step.cause,
-                "allowed_failure": step.continue_on_error
-                and step.status in ("failed", "timed_out"),
+                "allowed_failure": step.allowed_failure,
                 **({} if step.stage is None else {"stage": step.stage}),
             }
             for step in result.steps

@@ -1,20 +1,32 @@
-"""The executor: runs a checked pipeline, one trio task per step, each under a context of the job.
+"""The executor: runs a checked pipeline, one task per step in a ``tc.open_group``, each step under
+a context of the job.
 
 The contexts, from the top::
 
-    signal context    open_signal_context: first Ctrl-C/SIGTERM cancels it, the second its twin
-      job             with_timeout(signal context, job timeout), with_cancel when no timeout
+    signal context    open_signal_context: first Ctrl-C/SIGTERM/SIGHUP cancels it, the second
+      job             its twin; with_timeout(signal context, job timeout), or with_cancel
         step          with_timeout(job, step timeout)   for steps with if = "success()"
         cleanup step  cleanup(job, budget)              for always(), failure(), cancelled()
+        steps group   open_group(with_cancel(without_cancel(job)), limit=--max-parallel)
 
-A step whose needs are all finished evaluates its ``if`` (GitHub Actions semantics over the needs
-graph) and either is skipped or runs ``sh -c RUN`` with :func:`trio_context.run_process`: its own
-process group, both pipes drained line by line into the display, and when its context is done
-SIGTERM to the whole group, ``GRACE`` seconds, then SIGKILL. A forced stop (the hard twin) kills at
-once. A step with ``idle-timeout`` is stopped the same way after that many seconds without a line
-of output (``run_process(idle_timeout=...)``), and ends ``timed_out`` with the cause "no output for
-N s". So a timeout, a Ctrl-C or a job timeout each stop exactly the processes they should, and
-cleanup steps keep running after a graceful stop because their context ignores it.
+The steps' tasks run in one :func:`trio_context.open_group`, whose context ignores a graceful stop
+of the job (cleanup steps must still run and every step must still report how it ended). A forced
+stop kills every step's processes at once through their own contexts; the group's context ends
+``GRACE`` seconds later, interrupting any step task still running, and the group reports a task
+still running ``GRACE`` seconds after that with its stack (the stuck-task report).
+``--max-parallel N`` is the group's ``limit``: at most N steps run, the others wait in file
+order. A step is started in the group only when every step it needs has finished, so waiting
+steps hold no slot and a long chain costs one task at a time.
+
+A started step evaluates its ``if`` (GitHub Actions semantics over the needs graph) and either is
+skipped or runs ``/bin/sh -c RUN`` (``/bin/sh`` by its path: a step's own ``PATH`` cannot hide
+the shell) with :func:`trio_context.run_process`: its own process group, both pipes drained line
+by line into the display (and into ``--log-dir``), and when its context is done SIGTERM to the
+whole group, ``GRACE`` seconds, then SIGKILL. A forced stop (the hard twin) kills at once. A step
+with ``idle-timeout`` is stopped the same way after that many seconds without output
+(``run_process(idle_timeout=...)``) and ends ``timed_out``. So a timeout, a
+Ctrl-C or a job timeout each stop exactly the processes they should, and cleanup steps keep
+running after a graceful stop because their context ignores it.
 
 Every step gets the runner's environment, then the job's ``env``, then its own ``env``, plus
 ``CI_RUNNER_STEP`` (its name), ``CI_RUNNER_TEMP`` (a scratch folder shared by the job's steps,
@@ -24,8 +36,8 @@ removed when the job ends) and ``TRIO_CONTEXT_DEADLINE`` (the time its context h
 Each step's command runs under a ``with_value`` child of its context whose key names the step
 (:class:`StepKey`), so ``tc.format_tree`` shows which context belongs to which step. Where the
 system has ``SIGUSR1`` (and the runner is in the main thread), sending it prints
-``tc.format_tree(job)`` to stderr: the job, its steps and cleanup steps, their deadlines and open
-scopes; the run goes on undisturbed (``kill -USR1 <pid>`` while a step looks stuck).
+``tc.format_tree(job)`` to stderr: the job, its steps, cleanup steps and the steps' group, their
+deadlines and open scopes; the run goes on undisturbed (``kill -USR1 <pid>``).
 
 A job of a GitLab CI file (a step with ``extras``, see ``extras.py``) also waits for the jobs of
 earlier stages, follows GitLab's ``when`` instead of ``if`` (a cancel marks the jobs not started
@@ -39,18 +51,17 @@ needed directly or not; a failure with ``continue-on-error`` counts as a success
 - ``success()`` (default): the job is neither cancelled nor timed out and every upstream step
   succeeded (a skipped upstream step also skips it, as in GitHub Actions);
 - ``failure()``: the job is not cancelled, and an upstream step failed or the job timed out;
-- ``cancelled()``: the job was cancelled (Ctrl-C or SIGTERM);
+- ``cancelled()``: the job was cancelled (Ctrl-C, SIGTERM or SIGHUP);
 - ``always()``: always.
 """
 
 from __future__ import annotations
 
-import math
-import os
 import signal
 import tempfile
 import threading
-from typing import Literal, Protocol, TypeAlias
+from pathlib import Path
+from typing import Literal
 
 import attrs
 import trio
@@ -58,120 +69,103 @@ import trio
 import trio_context as tc
 
 from . import extras
+from .command import CLEANUP_BUDGET, GRACE, SHELL, StepCommand, StepKey
 from .extras import StepExtras
+from .logs import StepLogs
 from .pipeline import Pipeline, Step
+from .results import (
+    JobResult,
+    JobStatus,
+    JobTimedOut,
+    Reporter,
+    StepResult,
+    StepStatus,
+    StepTimedOut,
+    is_forced,
+    past,
+    seconds,
+    short_cause,
+    signal_name,
+    signal_words,
+)
 
-StepStatus: TypeAlias = Literal["passed", "failed", "timed_out", "cancelled", "skipped"]
-JobStatus: TypeAlias = Literal["passed", "failed", "cancelled"]
+__all__ = [  # the results are re-exported for the front ends that import them from here
+    "CLEANUP_BUDGET",
+    "GRACE",
+    "SHELL",
+    "JobResult",
+    "JobStatus",
+    "Reporter",
+    "StepKey",
+    "StepResult",
+    "StepStatus",
+    "run_pipeline",
+    "short_cause",
+]
 
-GRACE = 5.0
-"""Seconds between SIGTERM and SIGKILL when a step's context is done."""
-CLEANUP_BUDGET = 30.0
-"""Time limit of a cleanup step (``if`` other than ``success()``) that sets no ``timeout``."""
 TREE_SIGNAL: signal.Signals | None = getattr(signal, "SIGUSR1", None)
 """The signal that prints the job's context tree to stderr (None where the system has none)."""
 
 
-class JobTimedOut(TimeoutError):
-    """The cause of a job's deadline: the job's own ``timeout`` passed."""
-
-
-class StepTimedOut(TimeoutError):
-    """The cause of a step's deadline: the step's own ``timeout`` passed."""
-
-
 @attrs.frozen(repr=False)
-class StepKey:
-    """The value key of a step's context, one per step, its value the :class:`Step`. Its repr
-    names the step, so the context tree shows ``with_value(step 'build')``."""
+class GroupKey:
+    """The value key above the steps' group, so the context tree shows
+    ``with_value(steps group, limit 4)`` over the group's context (its scopes: running steps)."""
 
-    name: str
+    limit: str
 
     def __repr__(self) -> str:
-        return f"step {self.name!r}"
+        return f"steps group, {self.limit}"
 
 
-@attrs.define
-class StepResult:
-    """How one step ended.
-
-    ``cause`` is a short reason for the summary ("exit code 2", "step timeout (3 s)"); ``detail``
-    the long one (``explain()`` of the step's context when the context stopped it).
-    """
-
-    name: str
-    status: StepStatus
-    exit_code: int | None = None
-    duration: float = 0.0
-    cause: str | None = None
-    detail: str | None = None
-    continue_on_error: bool = False
-    stage: str | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        """Whether the step counts as a success for the steps after it and for the job."""
-        if self.status == "passed":
-            return True
-        return self.continue_on_error and self.status in ("failed", "timed_out")
-
-    @property
-    def failed(self) -> bool:
-        """Whether the step counts as a failure (``failure()`` steps run, the job fails)."""
-        return self.status in ("failed", "timed_out") and not self.continue_on_error
-
-
-@attrs.define
-class JobResult:
-    """How the job ended; ``reason`` says why when it did not pass ("timed out", "SIGINT")."""
-
-    name: str
-    status: JobStatus
-    duration: float
-    steps: list[StepResult]
-    reason: str | None = None
-
-    @property
-    def exit_code(self) -> int:
-        """0 passed, 1 failed, 130 cancelled."""
-        return {"passed": 0, "failed": 1, "cancelled": 130}[self.status]
-
-
-class Reporter(Protocol):
-    """What the runner tells the display. Every method is called in the trio thread."""
-
-    def step_started(self, step: Step) -> None: ...
-    def step_output(self, name: str, stream: str, line: str) -> None: ...
-    def step_stopping(self, name: str) -> None: ...
-    def step_finished(self, result: StepResult) -> None: ...
-    def job_stopping(self, message: str) -> None: ...
-    def context_tree(self, text: str) -> None: ...
-
-
-async def run_pipeline(ctx: tc.Context, pipeline: Pipeline, reporter: Reporter) -> JobResult:
+async def run_pipeline(
+    ctx: tc.Context,
+    pipeline: Pipeline,
+    reporter: Reporter,
+    *,
+    max_parallel: int | None = None,
+    log_dir: Path | None = None,
+) -> JobResult:
     """Run every step of ``pipeline`` under ``ctx`` and return how the job ended.
 
     Cancelling ``ctx`` is a graceful stop (the job ends ``cancelled``); cancelling its hard twin
-    (``tc.hard_context(ctx)``) kills every step at once. Never raises for a step's failure.
+    (``tc.hard_context(ctx)``) kills every step at once. At most ``max_parallel`` steps run at
+    once (None: no bound); ``log_dir`` (an existing folder) gets one file per step with its whole
+    output. Never raises for a step's failure.
     """
-    return await _JobRun(ctx, pipeline, reporter).run()
+    logs = StepLogs(log_dir, pipeline) if log_dir is not None else None
+    return await _JobRun(ctx, pipeline, reporter, max_parallel, logs).run()
 
 
 class _JobRun:
-    def __init__(self, ctx: tc.Context, pipeline: Pipeline, reporter: Reporter) -> None:
+    def __init__(
+        self,
+        ctx: tc.Context,
+        pipeline: Pipeline,
+        reporter: Reporter,
+        max_parallel: int | None,
+        logs: StepLogs | None,
+    ) -> None:
         self.parent = ctx
         self.pipeline = pipeline
         self.reporter = reporter
-        self.hard = tc.hard_context(ctx)
-        self.timeout_cause = JobTimedOut(f"job timeout ({_seconds(pipeline.job.timeout)})")
+        self.max_parallel = max_parallel
+        self.logs = logs
+        self.timeout_cause = JobTimedOut(f"job timeout ({seconds(pipeline.job.timeout)})")
         self.job = (
             tc.with_timeout(ctx, pipeline.job.timeout, cause=self.timeout_cause)
             if pipeline.job.timeout is not None
             else tc.with_cancel(ctx)
         )
-        self.finished = {step.name: trio.Event() for step in pipeline.steps}
         self.results: dict[str, StepResult] = {}
-        self.env = {**os.environ, **pipeline.job.env}
+        self.all_succeeded: dict[str, bool] = {}  # the step and everything upstream succeeded
+        self.any_failed: dict[str, bool] = {}  # the step or something upstream failed
+        self.waiting = {step.name: len(step.waits_for) for step in pipeline.steps}
+        self.dependents: dict[str, list[Step]] = {step.name: [] for step in pipeline.steps}
+        for step in pipeline.steps:
+            for need in step.waits_for:
+                self.dependents[need].append(step)
+        self.env = dict(pipeline.job.env)  # over the runner's (run_process starts from that)
         self.dotenv: dict[str, dict[str, str]] = {}  # GitLab dotenv reports, by job
 
     async def run(self) -> JobResult:
@@ -188,12 +182,45 @@ class _JobRun:
                         and threading.current_thread() is threading.main_thread()
                     ):
                         await nursery.start(self.show_tree_on, TREE_SIGNAL, name="context tree")
-                    async with trio.open_nursery() as step_tasks:
-                        for step in self.pipeline.steps:
-                            step_tasks.start_soon(self.step_task, step, name=f"step {step.name}")
+                    await self.run_steps()
                     nursery.cancel_scope.cancel()  # every step is done: stop listening
         finally:
             stop_watch()
+        return self.job_result(trio.current_time() - start)
+
+    async def run_steps(self) -> None:
+        """Run the steps in a group whose context ignores the job's graceful cancel and ends
+        ``GRACE`` seconds after a forced stop (see the module)."""
+        limit = f"limit {self.max_parallel}" if self.max_parallel else "no limit"
+        steps_ctx = tc.with_cancel(tc.without_cancel(self.job))
+        hard = tc.hard_context(self.job)
+        stop_watch = None
+        if hard is not None:
+            # A forced stop kills every step's processes at once (their own contexts end); a step
+            # task still running GRACE s later is interrupted, and reported GRACE s after that.
+            stop_watch = tc.after_func(hard, lambda: steps_ctx.cancel_after(GRACE))
+        try:
+            async with tc.open_group(
+                tc.with_value(steps_ctx, GroupKey(limit), None),
+                limit=self.max_parallel,
+                grace=GRACE,
+            ) as group:
+                for step in self.pipeline.steps:
+                    if not step.waits_for:
+                        group.start_soon(self.step_task, group, step, name=f"step {step.name}")
+        except tc.ContextError:
+            if not is_forced(self.job):
+                raise  # pragma: no cover - only a forced stop ends the steps' context
+        finally:
+            if stop_watch is not None:
+                stop_watch()
+            steps_ctx.cancel()  # release it
+        for step in self.pipeline.steps:  # a forced stop leaves the steps it never started
+            if step.name not in self.results:
+                cause = "forced stop before it started"
+                self.record(StepResult(step.name, "cancelled", cause=cause))
+
+    def job_result(self, duration: float) -> JobResult:
         state = self.job_state()
         self.job.cancel()  # release it (and its deadline) now that every step is done
         steps = [self.results[step.name] for step in self.pipeline.steps]
@@ -206,7 +233,7 @@ class _JobRun:
             status, reason = "failed", None
         else:
             status, reason = "passed", None
-        return JobResult(self.pipeline.job.name, status, trio.current_time() - start, steps, reason)
+        return JobResult(self.pipeline.job.name, status, duration, steps, reason)
 
     async def show_tree_on(
         self, signum: int, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -216,7 +243,7 @@ class _JobRun:
             task_status.started()
             async for _ in signals:
                 self.reporter.context_tree(
-                    f"[job] {self.pipeline.job.name}: context tree ({_signal_name(signum)})\n"
+                    f"[job] {self.pipeline.job.name}: context tree ({signal_name(signum)})\n"
                     + tc.format_tree(self.job)
                 )
 
@@ -230,25 +257,54 @@ class _JobRun:
     def on_job_done(self) -> None:
         if self.job_state() == "timed_out":
             self.reporter.job_stopping(
-                f"job timed out after {_seconds(self.pipeline.job.timeout)}: stopping running "
+                f"job timed out after {seconds(self.pipeline.job.timeout)}: stopping running "
                 "steps, cleanup steps still run"
             )
 
-    async def step_task(self, step: Step) -> None:
-        for need in step.waits_for:
-            await self.finished[need].wait()
-        ended = self.ends_without_running(step)
-        if ended is not None:
-            result = ended
-        elif self.hard is not None and self.hard.done.is_set():
-            result = StepResult(step.name, "cancelled", cause="forced stop before it started")
-        else:
-            result = await self.run_step(step)
+    async def step_task(self, group: tc.TaskGroup, step: Step) -> None:
+        """Run (or skip) ``step``, record how it ended, then start the steps now ready."""
+        start = trio.current_time()
+        result: StepResult | None = None
+        try:
+            ended = self.ends_without_running(step)
+            if ended is not None:
+                result = ended
+            elif is_forced(self.job):
+                result = StepResult(step.name, "cancelled", cause="forced stop before it started")
+            else:
+                result = await self.run_step(step)
+        finally:
+            if result is None:  # the task itself was interrupted, GRACE s after a forced stop
+                result = self.forced(step, trio.current_time() - start)
+            self.record(result, step)
+        for later in self.dependents[step.name]:
+            self.waiting[later.name] -= 1
+            if self.waiting[later.name] == 0:
+                group.start_soon(self.step_task, group, later, name=f"step {later.name}")
+
+    def forced(self, step: Step, duration: float) -> StepResult:
+        """Return the result of a step whose task was interrupted after a forced stop."""
+        hard = tc.hard_context(self.job)
+        who = signal_words(hard.cause if hard is not None else None)
+        detail = f"{who} {duration:.1f} s after the step started: its processes were killed"
+        return StepResult(step.name, "cancelled", None, duration, "forced stop", detail)
+
+    def record(self, result: StepResult, step: Step | None = None) -> None:
+        """Keep how a step ended, with what it means for the steps after it, and show it."""
+        step = step or self.pipeline.step(result.name)
+        needs = step.waits_for
         result.continue_on_error = extras.allowed(step, result)
         result.stage = step.extras.stage if step.extras is not None else None
-        self.results[step.name] = result
+        self.results[result.name] = result
+        # Summaries of everything upstream, so that no step walks the whole graph before it.
+        # (A need without a result yet: only after a forced stop, for steps never started.)
+        self.all_succeeded[result.name] = result.succeeded and all(
+            self.all_succeeded.get(n, False) for n in needs
+        )
+        self.any_failed[result.name] = result.failed or any(
+            self.any_failed.get(n, False) for n in needs
+        )
         self.reporter.step_finished(result)
-        self.finished[step.name].set()
 
     def ends_without_running(self, step: Step) -> StepResult | None:
         """Return how ``step`` ends without running (GitLab's rules or its ``if``), or ``None``."""
@@ -264,7 +320,6 @@ class _JobRun:
     def skip_reason(self, step: Step) -> str | None:
         """Return why ``step`` must not run (its ``if`` is false), or ``None`` to run it."""
         state = self.job_state()
-        upstream = [self.results[name] for name in self.pipeline.upstream(step.name)]
         if step.condition == "always()":
             return None
         if step.condition == "cancelled()":
@@ -272,21 +327,24 @@ class _JobRun:
         if step.condition == "failure()":
             if state == "cancelled":
                 return "if failure(): the job was cancelled"
-            if state == "timed_out" or any(result.failed for result in upstream):
+            if state == "timed_out" or any(self.any_failed[n] for n in step.needs):
                 return None
             return "if failure(): nothing before it failed"
         if state != "running":
             return "job cancelled" if state == "cancelled" else "job timed out"
-        for result in upstream:
+        if all(self.all_succeeded[n] for n in step.needs):
+            return None
+        for name in self.pipeline.upstream(step.name):  # the first one that did not succeed
+            result = self.results[name]
             if not result.succeeded:
-                return f"needs {result.name!r}, which {_past(result.status)}"
-        return None
+                return f"needs {result.name!r}, which {past(result.status)}"
+        return None  # pragma: no cover - all_succeeded said one did not
 
     def step_context(self, step: Step) -> tc.CancelContext:
         if step.is_cleanup:
             return tc.cleanup(self.job, step.timeout or CLEANUP_BUDGET)
         if step.timeout is not None:
-            cause = StepTimedOut(f"step timeout ({_seconds(step.timeout)})")
+            cause = StepTimedOut(f"step timeout ({seconds(step.timeout)})")
             return tc.with_timeout(self.job, step.timeout, cause=cause)
         return tc.with_cancel(self.job)
 
@@ -304,7 +362,7 @@ class _JobRun:
             self.reporter.step_output(
                 step.name,
                 "stderr",
-                f"{_past(result.status)}: retry {attempt} of {step.extras.retry}",
+                f"{past(result.status)}: retry {attempt} of {step.extras.retry}",
             )
         if result.status == "passed":
             found: dict[str, str] = {}
@@ -325,7 +383,7 @@ class _JobRun:
         try:
             done = await tc.run_process(
                 tc.with_value(ctx, StepKey(step.name), step),
-                ["sh", "-c", extras.shell_script(job.after_script)],
+                [SHELL, "-c", extras.shell_script(job.after_script)],
                 grace=GRACE,
                 capture=False,
                 on_line=lambda stream, line: self.reporter.step_output(step.name, stream, line),
@@ -346,8 +404,8 @@ class _JobRun:
             self.reporter.step_output(step.name, "stderr", f"after_script {problem}")
 
     def step_env(self, step: Step) -> dict[str, str]:
-        """Return the environment of ``step``: the runner's, the job's, its own, and for a GitLab
-        job the dotenv variables of the jobs it gets artifacts from."""
+        """Return what ``step`` adds to the runner's environment: the job's env, its own, and for
+        a GitLab job the dotenv variables of the jobs it gets artifacts from."""
         env = {**self.env, **step.env, "CI_RUNNER_STEP": step.name}
         if step.extras is not None:
             for name in step.extras.dotenv_from:
@@ -356,106 +414,22 @@ class _JobRun:
         return env
 
     async def run_attempt(self, step: Step) -> StepResult:
+        """Run the step's command once, under a new context of the step."""
         ctx = self.step_context(step)
+        command = StepCommand(
+            step,
+            ctx,
+            self.reporter,
+            self.logs,
+            script=step.run if step.extras is None else extras.shell_script(step.extras.commands),
+            env=self.step_env(step),
+            where=self.pipeline.path.name,
+            job_timeout=self.timeout_cause,
+        )
         self.reporter.step_started(step)
-        stop_watch = tc.after_func(ctx, lambda: self.reporter.step_stopping(step.name))
+        stop_watch = tc.after_func(ctx, command.on_stop)
         try:
-            return await self.run_in(step, ctx)
+            return await command.run()
         finally:
             stop_watch()
             ctx.cancel()  # release the context (its deadline and its links to the job)
-
-    async def run_in(self, step: Step, ctx: tc.Context) -> StepResult:
-        """Run the step's command under ``ctx`` and say how it ended."""
-        start = trio.current_time()
-
-        def on_line(stream: str, line: str) -> None:
-            self.reporter.step_output(step.name, stream, line)
-
-        try:
-            # The hard context (SIGKILL) is run_process's default: with_grace(ctx, GRACE), which
-            # a forced stop (the second Ctrl-C) also ends at once.
-            result = await tc.run_process(
-                tc.with_value(ctx, StepKey(step.name), step),  # names the step in format_tree
-                [
-                    "sh",
-                    "-c",
-                    step.run if step.extras is None else extras.shell_script(step.extras.commands),
-                ],
-                grace=GRACE,
-                capture=False,
-                on_line=on_line,
-                env=self.step_env(step),
-                cwd=step.cwd,
-                idle_timeout=step.idle_timeout,
-                max_rss=step.memory_limit,
-            )
-        except tc.ContextError:  # ctx ended between the `if` and the start: nothing was started
-            return self.stopped(step, ctx, None, 0.0)
-        except OSError as exc:
-            return StepResult(step.name, "failed", cause=f"could not start: {exc}")
-        duration = trio.current_time() - start
-        if result.outcome == "idle":  # stopped for silence (result.killed: it needed SIGKILL)
-            cause = f"no output for {_seconds(step.idle_timeout)}"
-            return StepResult(step.name, "timed_out", result.returncode, duration, cause)
-        if isinstance(result.cause, tc.MemoryExceeded):  # outcome "memory": a failure
-            cause = f"memory limit: {result.cause}"
-            return StepResult(step.name, "failed", result.returncode, duration, cause)
-        if result.outcome == "exited":
-            if result.returncode == 0:
-                return StepResult(step.name, "passed", 0, duration)
-            if result.signal is not None:
-                cause = f"killed by {result.signal.name}"
-            else:
-                cause = f"exit code {result.returncode}"
-            return StepResult(step.name, "failed", result.returncode, duration, cause)
-        return self.stopped(step, ctx, result.returncode, duration)
-
-    def stopped(
-        self, step: Step, ctx: tc.Context, exit_code: int | None, duration: float
-    ) -> StepResult:
-        """Return the result of a step that its context stopped: timed out or cancelled."""
-        detail = ctx.explain() or None
-        if isinstance(ctx.err, tc.DeadlineExceeded):
-            if ctx.cause is self.timeout_cause or isinstance(ctx.cause, StepTimedOut):
-                cause = short_cause(ctx.cause)
-            else:
-                cause = f"cleanup budget ({_seconds(step.timeout or CLEANUP_BUDGET)})"
-            return StepResult(step.name, "timed_out", exit_code, duration, cause, detail)
-        if self.hard is not None and self.hard.done.is_set():
-            cause = "forced stop"
-        else:
-            cause = short_cause(ctx.cause)
-        return StepResult(step.name, "cancelled", exit_code, duration, cause, detail)
-
-
-def short_cause(cause: BaseException | None) -> str:
-    """Return a few words for a context's cause: ``SIGINT``, ``job timeout (20 s)``, ..."""
-    signum = getattr(cause, "signum", None)
-    if isinstance(signum, int):
-        return _signal_name(signum)
-    if cause is None:
-        return "cancelled"
-    return str(cause) or type(cause).__name__
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(abs(signum)).name
-    except ValueError:
-        return f"signal {signum}"
-
-
-def _seconds(value: float | None) -> str:
-    if value is None or math.isinf(value):
-        return "no limit"
-    return f"{value:g} s"
-
-
-def _past(status: str) -> str:
-    return {
-        "failed": "failed",
-        "timed_out": "timed out",
-        "cancelled": "was cancelled",
-        "skipped": "was skipped",
-    }.get(status, status)

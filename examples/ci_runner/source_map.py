@@ -7,8 +7,13 @@ a key; every method returns a 1-based line number, or ``None`` when the text doe
 from __future__ import annotations
 
 import re
+from typing import cast
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*(\]\]?)\s*(#.*)?$")
+# A line that assigns a key (or opens a sub-table of one): `key =`, `"key" =`, `[steps.key]`.
+_KEY = re.compile(
+    r"""^\s*(?:\[\s*(?:steps|job)\s*\.\s*)?(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*[=.\]]"""
+)
 
 
 class SourceMap:
@@ -25,6 +30,7 @@ class SourceMap:
         self.lines = text.splitlines()
         self.regions: dict[tuple[str, int], list[int]] = {}
         self.step_headers: list[int] = []
+        self.keys: dict[tuple[str, int], dict[str, int]] = {}
         region: tuple[str, int] = ("top", 0)
         open_quote: str | None = None
         for number, line in enumerate(self.lines, start=1):
@@ -50,13 +56,14 @@ class SourceMap:
         return ("other:" + table, 0)
 
     def _key_line(self, region: tuple[str, int], key: str) -> int | None:
-        pattern = re.compile(
-            rf"""^\s*(?:\[\s*(?:steps|job)\s*\.\s*)?["']?{re.escape(key)}["']?\s*[=.\]]"""
-        )
-        for number in self.regions.get(region, []):
-            if pattern.match(self.lines[number - 1]):
-                return number
-        return None
+        keys = self.keys.get(region)
+        if keys is None:  # the first question about this region: index its keys once
+            keys = self.keys[region] = {}
+            for number in self.regions.get(region, []):
+                match = _KEY.match(self.lines[number - 1])
+                if match:
+                    keys.setdefault(next(g for g in match.groups() if g is not None), number)
+        return keys.get(key)
 
     def top_level_line(self, key: str) -> int | None:
         line = self._key_line(("top", 0), key)
@@ -77,7 +84,7 @@ class SourceMap:
     def step_line(self, index: int, raw: object) -> int | None:
         if index < len(self.step_headers):
             return self.step_headers[index]
-        name = raw.get("name") if isinstance(raw, dict) else None
+        name = cast("dict[str, object]", raw).get("name") if isinstance(raw, dict) else None
         if isinstance(name, str):
             pattern = re.compile(rf"""\bname\s*=\s*["']{re.escape(name)}["']""")
             for number, text in enumerate(self.lines, start=1):

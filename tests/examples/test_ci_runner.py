@@ -392,7 +392,7 @@ async def test_live_display_draws_a_status_block(tmp_path: Path) -> None:
     live.colour = False
     live.step_started(pipeline.steps[0])
     live.step_output("a", "stdout", "hello")
-    live.step_stopping("a")
+    live.step_stopping("a", "stopping (SIGTERM to its process group)")
     live.job_stopping("cancelling…")
     live.step_finished(StepResult("a", "cancelled", None, 0.5, "SIGINT"))
     text = out.getvalue()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -310,7 +311,7 @@ idle-timeout = 0.8
         "chatty": "passed",
     }
     stuck = document["steps"][0]
-    assert stuck["cause"] == "no output for 0.5 s"
+    assert stuck["cause"].startswith("no output for 0.5 s (idle-timeout of step 'stuck', ")
     assert stuck["exit_code"] == -signal.SIGTERM
     assert 0.5 <= stuck["duration"] < 5
     assert document["steps"][2]["duration"] > 0.8  # longer than its idle limit, never silent
@@ -394,7 +395,7 @@ if = "always()"
 """
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_one_signal_cancels_gracefully_and_cleanup_runs(tmp_path: Path, signum: int) -> None:
     path = write(tmp_path, GRACEFUL)
     out = tmp_path / "out.txt"
@@ -412,11 +413,17 @@ def test_one_signal_cancels_gracefully_and_cleanup_runs(tmp_path: Path, signum: 
         "on-cancel": "passed",
         "cleanup": "passed",
     }
-    assert "SignalReceived" in document["steps"][0]["cause"]  # explain() names the cause
+    cause = document["steps"][0]["cause"]  # readable: who stopped it, and when
+    assert re.fullmatch(
+        signal.Signals(signum).name
+        + r" \(.+\) \d+\.\d s after the step started: the job was cancelled",
+        cause,
+    ), cause
+    assert "trio" not in cause and ".py" not in cause
     assert (tmp_path / "cleaned").exists() and (tmp_path / "on-cancel-ran").exists()
     assert not (tmp_path / "deployed").exists()
-    assert "job ci: cancelled (SIGINT)" in text or "job ci: cancelled (SIGTERM)" in text
-    assert_no_process_left(tmp_path)
+    assert f"job ci: cancelled ({signal.Signals(signum).name})" in text
+    assert_no_process_left(tmp_path)  # the step's whole tree is gone
 
 
 def test_sighup_mid_step_stops_the_tree_runs_cleanup_and_writes_json(tmp_path: Path) -> None:
@@ -467,7 +474,8 @@ needs = ["hungry"]
     assert statuses(document) == {"hungry": "failed", "after-hungry": "skipped"}
     cause = document["steps"][0]["cause"]
     assert cause.startswith("memory limit: the process tree's resident memory (")
-    assert cause.endswith("passed max_rss (64.0 MiB)")
+    assert "passed the memory-limit (64.0 MiB) of step 'hungry' (ci.toml:3), " in cause
+    assert cause.endswith(" s after the step started")
     assert "memory limit" in out
     assert_no_process_left(tmp_path)
 
@@ -581,8 +589,11 @@ if = "always()"
     lines = tree.splitlines()
     first = lines.index("[job] ci: context tree (SIGUSR1)")
     assert lines[first + 1].startswith("with_timeout(60.0) [active, ")  # the job
-    assert "with_timeout(30.0) [active, " in lines[first + 2]  # the step, under the job
-    assert "with_value(step 'waiting') [active, " in lines[first + 3]  # named, under the step
+    step = next(i for i, line in enumerate(lines) if "with_timeout(30.0) [active, " in line)
+    assert lines[step].startswith(("├── ", "└── "))  # the step, right under the job
+    assert "with_value(step 'waiting') [active, " in lines[step + 1]  # named, under the step
+    group = next(i for i, line in enumerate(lines) if "with_value(steps group, no limit)" in line)
+    assert "with_cancel [active, 1 scope]" in lines[group + 1]  # the group: one step running
     assert "step 'after'" not in tree  # not started yet
     document = json.loads((tmp_path / "result.json").read_text())
     assert statuses(document) == {"waiting": "passed", "after": "passed"}
