@@ -7,22 +7,24 @@ would, and waits for marker files with bounded polling, never a bare sleep.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import re
 import select
 import signal
 import struct
 import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+if sys.platform != "win32":  # ptys and terminal control: POSIX only (the module is skipped)
+    import fcntl
+    import pty
+    import termios
 
 from support import EXAMPLES, ROOT, alive
 
