@@ -19,23 +19,29 @@ A job's context derives from the queue's, never from the code that submitted it:
 the HTTP request that created it. The contexts of one running job::
 
     ctx                                   the parent given to open_job_queue
-    └── queue context                     destroy() cancels it, and so every job
-        └── job context                   cancel(mode="now") cancels it
+    ├── intake = with_cancel(ctx)         done: the queue takes no new jobs (close, destroy,
+    │                                     the block left); with_grace(intake, t): close(t)'s
+    │                                     deadline for the running jobs
+    └── group.context                     tc.open_group(ctx, limit=limit): destroy() cancels it
+        └── job context                   the job's task runs under it (start_soon(context=));
+            │                             cancel() of a queued job or mode="now" cancels it
             └── with_idle_timeout(...)    stall_timeout: each finished step touches it
                 └── with_timeout(...)     timeout: the context the work runs under
     stop = with_cancel(background())      cancel(mode="safe"): the work checks it between steps
 
-The first of these to end decides the final state (``model.py`` has the diagram): a cancel that
-was accepted ends in ``cancelled`` even if the work then finishes its last step; otherwise an
-error from the work means ``failed``, all steps finished means ``done``, and a context that ended
-the work says why: "stalled", "timed out", or the queue was destroyed.
+The limit is ``tc.open_group``'s: every job is a task of one group with ``limit`` slots, the
+rest wait in FIFO order, and a queued job whose context is cancelled leaves the line at once and
+never starts. The first context to end decides the final state (``model.py`` has the
+diagram): a cancel that was accepted ends in ``cancelled`` even if the work then finishes its
+last step; otherwise an error from the work means ``failed``, all steps finished means ``done``,
+and a context that ended the work says why: "stalled", "timed out", or the queue was destroyed.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Literal
 
@@ -78,7 +84,8 @@ class _Job:
     cached: bool = False
     mode: CancelMode | None = None  # how a cancel asked it to stop
     why: str = ""  # who cancelled it, for the reason
-    ctx: tc.CancelContext | None = None  # from the moment it leaves the queue
+    ctx: tc.CancelContext | None = None  # its task's context in the group
+    entered: bool = False  # its task has begun (it holds a slot from ``running`` on)
     stop: tc.CancelContext | None = None
     idle: tc.IdleContext | None = None
     finished: trio.Event = attrs.Factory(trio.Event)
@@ -115,34 +122,33 @@ class JobQueue:
 
     def __init__(
         self,
-        ctx: tc.CancelContext,
-        nursery: trio.Nursery,
+        group: tc.TaskGroup,
+        intake: tc.CancelContext,
         *,
-        limit: int,
         work: Mapping[str, Work],
         cache_size: int,
         keep_finished: int,
         grace: float,
         memory_limit: int | None = None,
     ) -> None:
-        self._ctx = ctx
+        self._group = group  # every job is one of its tasks; its limit is the queue's
+        self._intake = intake  # done: the queue takes no new jobs
         self._memory_limit = memory_limit
-        self._nursery = nursery
-        self._limit = limit
         self._work = work
         self._cache_size = cache_size
         self._keep_finished = keep_finished
         self._grace = grace
         self._jobs: dict[str, _Job] = {}  # every job remembered, in submission order
-        self._waiting: deque[_Job] = deque()  # queued, first in first out
-        self._running = 0  # running or cancelling
+        self._queued: dict[str, _Job] = {}  # waiting for a slot of the group, oldest first
+        self._running = 0  # running or cancelling: each holds one of the group's slots
         self._finished_ids: deque[str] = deque()  # oldest first, for forgetting
         self._cache: OrderedDict[JobSpec, tuple[str, ...]] = OrderedDict()  # least recent first
         self._subscribers: set[Subscription] = set()
         self._drained = trio.Event()  # set while no job is queued or running
         self._drained.set()
+        self._deadlines: list[tuple[tc.CancelContext, Callable[[], bool]]] = []  # close(timeout)
         self._count = 0
-        self._closed = False
+        tc.after_func(intake, self._check_drained)  # all-jobs streams end once closed and idle
 
     # -- submitting -----------------------------------------------------------------------------
 
@@ -167,7 +173,7 @@ class JobQueue:
             QueueClosed: after ``close()``/``destroy()``, or once the queue's block is left.
             SpecError: the queue has no work of ``spec.kind``, or a bad timeout.
         """
-        if self._closed:
+        if self._intake.done.is_set():
             raise QueueClosed("the queue is closed: it takes no new jobs")
         if spec.kind not in self._work:
             raise SpecError(f"this queue runs no {spec.kind!r} jobs")
@@ -185,25 +191,33 @@ class JobQueue:
             job.cached = True
             self._finish(job, "done", "from the result cache")
             return job.id
-        self._waiting.append(job)
+        self._queued[job.id] = job
         if self._drained.is_set():
             self._drained = trio.Event()
         self._publish(job, "state")
-        self._start_next()
+        # The job's task runs under its own context: cancelling it takes a queued job out of
+        # the group's line at once (it never starts) and stops a running one alone.
+        job.ctx = tc.with_cancel(self._group.context)
+        waiting = self._group.statistics().waiting
+        self._group.start_soon(self._run, job, context=job.ctx, name=f"jobs: {job.id}")
+        if self._group.statistics().waiting == waiting:
+            self._start(job)  # the group had a free slot: it holds it from now on
         return job.id
 
-    def _start_next(self) -> None:
-        """Start queued jobs, oldest first, while fewer than ``limit`` run."""
-        while self._waiting and self._running < self._limit:
-            job = self._waiting.popleft()
-            self._running += 1
-            job.state = "running"
-            job.ctx = tc.with_cancel(self._ctx)
-            job.stop = tc.with_cancel(tc.background())
-            self._publish(job, "state")
-            self._nursery.start_soon(self._run, job, name=f"jobs: {job.id}")
+    def _start(self, job: _Job) -> None:
+        """The job holds one of the group's slots: it is running from now on."""
+        del self._queued[job.id]
+        self._running += 1
+        job.state = "running"
+        job.stop = tc.with_cancel(tc.background())
+        self._publish(job, "state")
 
     async def _run(self, job: _Job) -> None:
+        if job.state == "queued":
+            self._start(job)  # a slot came free; the group runs queued jobs oldest first
+        if job.state in FINAL_STATES:
+            return  # finished by a cancel before its task began (see _cancel)
+        job.entered = True
         assert job.ctx is not None and job.stop is not None
         ctx: tc.Context = job.ctx
         if job.stall_timeout is not None:
@@ -235,7 +249,6 @@ class JobQueue:
                     owned.cancel()  # their work is over
             self._running -= 1
             self._finish(job, state, reason)
-            self._start_next()
 
     async def _work_retrying(self, job: _Job, ctx: tc.Context, steps: Steps) -> None:
         """Run the job's work; a worker stopped for memory is retried once, in a fresh worker
@@ -318,7 +331,9 @@ class JobQueue:
 
     def _cancel(self, job: _Job, mode: CancelMode, why: str) -> bool:
         if job.state == "queued":
-            self._waiting.remove(job)
+            assert job.ctx is not None
+            job.ctx.cancel(CancelRequested(why))  # its task leaves the group's line
+            del self._queued[job.id]
             self._finish(job, "cancelled", f"{why}, before it started")
             return True
         upgrade = job.state == "cancelling" and job.mode == "safe" and mode == "now"
@@ -330,6 +345,12 @@ class JobQueue:
         cause = CancelRequested(why)
         (job.stop if mode == "safe" else job.ctx).cancel(cause)
         self._publish(job, "state")
+        if mode == "now" and not job.entered:
+            # It held a slot but its task had not begun: with its context done, the group
+            # never starts that task, so the job ends here, as it would at its first step.
+            job.stop.cancel()
+            self._running -= 1
+            self._finish(job, "cancelled", f"{why}, stopped after step 0 of {job.spec.steps}")
         return True
 
     def close(self, timeout: float | None = None) -> None:
@@ -342,33 +363,37 @@ class JobQueue:
         """
         if timeout is not None and not timeout >= 0:
             raise ValueError(f"`timeout` must be a non-negative number of seconds, got {timeout!r}")
-        self._closed = True
-        for job in list(self._waiting):
+        self._intake.cancel(QueueClosed("queue closed"))
+        for job in list(self._queued.values()):
             self._cancel(job, "now", "queue closed")
         if timeout is not None and self._running:
-            self._nursery.start_soon(self._close_deadline, timeout, name="jobs: close deadline")
+            # The "stop now" twin of the closed intake: done `timeout` seconds after it.
+            hard = tc.with_grace(self._intake, timeout)
+            stop = tc.after_func(hard, self._close_deadline_passed)
+            self._deadlines.append((hard, stop))
         self._check_drained()
 
-    async def _close_deadline(self, seconds: float) -> None:
-        with trio.move_on_after(seconds):
-            await self.join()
-            return
+    def _close_deadline_passed(self) -> None:
         for job in list(self._jobs.values()):
             self._cancel(job, "now", "close deadline passed")
 
     def destroy(self) -> None:
         """Take no more jobs and cancel every queued and running one now (a ``"now"`` cancel;
-        the queue's context too). Idempotent."""
-        self._closed = True
+        the group of the jobs too). Idempotent."""
+        self._intake.cancel(QueueClosed("queue destroyed"))
         for job in list(self._jobs.values()):
             self._cancel(job, "now", "queue destroyed")
-        self._ctx.cancel(CancelRequested("queue destroyed"))
+        self._group.cancel(CancelRequested("queue destroyed"))
         self._check_drained()
 
     def _check_drained(self) -> None:
-        if not self._waiting and not self._running:
+        if not self._queued and not self._running:
             self._drained.set()
-            if self._closed:
+            for hard, stop in self._deadlines:  # nothing left to stop: release the deadlines
+                stop()
+                hard.cancel()
+            self._deadlines.clear()
+            if self._intake.done.is_set():
                 for subscription in list(self._subscribers):
                     if subscription.job_id is None:
                         subscription.end()
@@ -411,20 +436,20 @@ class JobQueue:
         subscription = Subscription(job_id, self._subscribers.discard)
         for job in jobs:
             subscription.put(JobEvent("state", job.info()))
-        if job_id is None and self._closed and self._drained.is_set():
+        if job_id is None and self._intake.done.is_set() and self._drained.is_set():
             subscription.end()
         self._subscribers.add(subscription)
         return subscription
 
     def statistics(self) -> QueueStatistics:
         return QueueStatistics(
-            limit=self._limit,
-            queued=len(self._waiting),
+            limit=self._group.statistics().limit or 0,
+            queued=len(self._queued),
             running=self._running,
             finished=len(self._finished_ids),
             subscribers=len(self._subscribers),
             cached_results=len(self._cache),
-            closed=self._closed,
+            closed=self._intake.done.is_set(),
         )
 
     def _publish(self, job: _Job, kind: Literal["state", "progress"]) -> None:
@@ -489,13 +514,13 @@ async def open_job_queue(
     _check_memory("memory_limit", memory_limit)
     _check_count("cache_size", cache_size, 0)
     _check_count("keep_finished", keep_finished, 0)
-    queue_ctx = tc.with_cancel(ctx)
+    intake = tc.with_cancel(ctx)
     failure: BaseException | None = None
     async with trio.open_nursery() as nursery:
+        group: tc.TaskGroup = await nursery.start(_job_group, ctx, intake, limit, grace)
         queue = JobQueue(
-            queue_ctx,
-            nursery,
-            limit=limit,
+            group,
+            intake,
             work=WORK if work is None else work,
             cache_size=cache_size,
             keep_finished=keep_finished,
@@ -508,9 +533,30 @@ async def open_job_queue(
         except BaseException as exc:
             queue.destroy()
             failure = exc  # raised below as it is, not wrapped in the nursery's ExceptionGroup
-        queue._closed = True  # no new jobs; the nursery waits for the submitted ones
-        queue._check_drained()
+        intake.cancel(QueueClosed("the queue's block is over"))  # the group waits for the jobs
     stop_watching()
-    queue_ctx.cancel()
+    queue.destroy()  # a no-op unless ctx ended and left jobs whose task never began
     if failure is not None:
         raise failure
+
+
+async def _job_group(
+    ctx: tc.Context,
+    intake: tc.Context,
+    limit: int,
+    grace: float,
+    *,
+    task_status: trio.TaskStatus[tc.TaskGroup] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Hold the group the jobs run in: open while ``intake`` takes jobs, then wait for them.
+
+    A job still running ``grace`` (plus a margin) after the group was cancelled is reported by
+    the group's stuck-task watchdog."""
+    try:
+        async with tc.open_group(ctx, limit=limit, grace=2 * grace + 1) as group:
+            task_status.started(group)
+            await intake.done.wait()
+    except tc.ContextError:
+        if ctx.err is None:
+            raise
+        # ctx ended: after_func made that a destroy(); the group's tasks have all finished

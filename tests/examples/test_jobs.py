@@ -71,8 +71,8 @@ async def test_a_job_goes_queued_running_done(
     ctx: tc.CancelContext, autojump_clock: trio.testing.MockClock
 ) -> None:
     events: list[JobEvent] = []
-    async with open_job_queue(ctx, limit=1) as queue:
-        await queue._nursery.start(collect, queue, events)
+    async with trio.open_nursery() as nursery, open_job_queue(ctx, limit=1) as queue:
+        await nursery.start(collect, queue, events)
         first = queue.submit(spec(prompt="first"))
         job_id = queue.submit(spec(prompt="lighthouse"))
         info = await queue.wait(job_id)
@@ -121,8 +121,8 @@ async def test_safe_cancel_finishes_the_step_and_keeps_partial_results(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     events: list[JobEvent] = []
-    async with open_job_queue(ctx, limit=1) as queue:
-        await queue._nursery.start(collect, queue, events)
+    async with trio.open_nursery() as nursery, open_job_queue(ctx, limit=1) as queue:
+        await nursery.start(collect, queue, events)
         job_id = queue.submit(spec(steps=10))
         await until(queue, job_id, lambda j: j.step == 2)
         assert queue.cancel(job_id, "safe") is True
@@ -173,15 +173,15 @@ async def test_cancel_racing_completion_gives_exactly_one_final_state(
 ) -> None:
     events: list[JobEvent] = []
     accepted: list[bool] = []
-    async with open_job_queue(ctx, limit=1) as queue:
-        await queue._nursery.start(collect, queue, events)
+    async with trio.open_nursery() as nursery, open_job_queue(ctx, limit=1) as queue:
+        await nursery.start(collect, queue, events)
         job_id = queue.submit(spec(steps=3))
 
         async def cancel_at() -> None:
             await trio.sleep(at)
             accepted.append(queue.cancel(job_id, mode))  # type: ignore[arg-type]
 
-        queue._nursery.start_soon(cancel_at)
+        nursery.start_soon(cancel_at)
         final = await queue.wait(job_id)
         await trio.testing.wait_all_tasks_blocked()
         queue.close()
@@ -538,7 +538,7 @@ async def test_destroy_leaves_no_task_thread_or_process(ctx: tc.CancelContext) -
         with trio.fail_after(10):
             queue.destroy()
             await queue.join()
-        assert queue._nursery.child_tasks == set()
+        assert (queue.statistics().running, queue.statistics().queued) == (0, 0)
     assert [queue.get(i).state for i in ids] == ["cancelled"] * 4
     assert job_threads() == [] and child_pids() == set()
     assert len(_root_tasks()) == before

@@ -45,6 +45,7 @@ from .._core import (
     check_parent,
     current,
     logger,
+    parent_of,
     with_cancel,
 )
 from ._errors import GroupErrors, exception_group
@@ -108,6 +109,7 @@ class TaskGroup:
         afn: Callable[[*PosArgsT], Awaitable[object]],
         *args: *PosArgsT,
         name: object = None,
+        context: Context | None = None,
     ) -> None:
         """Start ``afn(*args)`` in the group (under ``limit``: queue it, FIFO). ``name`` names
         the trio task (default: from ``afn``, as trio does). Each call starts one more task;
@@ -115,21 +117,38 @@ class TaskGroup:
 
             group.start_soon(fetch, url, name=f"fetch {url}")
 
+        ``context``: the task's own context, a descendant of ``group.context`` (``with_cancel``
+        of it, say), to stop this one task without touching the others. The task runs under it
+        (``tc.current()`` is ``context``) and ends quietly when it is done: cancelling it is not
+        a task error. While the task waits for a slot, ``context`` ending takes it out of the
+        queue at once, and it never starts; a ``context`` already done starts nothing::
+
+            job = tc.with_cancel(group.context)
+            group.start_soon(render, spec, context=job)
+            job.cancel()  # only this task stops, queued or running
+
         Raises:
-            TypeError: ``afn`` is not an async function (or is a coroutine object).
+            TypeError: ``afn`` is not an async function (or is a coroutine object), or
+                ``context`` is not a context.
+            ValueError: ``context`` does not descend from ``group.context``.
             RuntimeError: the group is closed.
         """
         self._check_open()
+        if context is not None:
+            self._check_task_context(context)
         coro = coroutine_of(afn, args)
         if name is None:
             name = afn
+        if context is not None and context.err is not None:
+            coro.close()  # work is not started on a context that is already done
+            return
         self._live += 1
         try:
-            if self._limit is None and current() is self._context:
+            if self._limit is None and context is None and current() is self._context:
                 self._nursery.start_soon(self._run, coro, name=name)
             else:
                 ticket = self._slots.acquire() if self._slots is not None else None
-                self._nursery.start_soon(self._run_slow, coro, ticket, name=name)
+                self._nursery.start_soon(self._run_slow, coro, ticket, context, name=name)
         except RuntimeError:
             self._live -= 1
             coro.close()
@@ -220,13 +239,32 @@ class TaskGroup:
         finally:
             self._task_done()
 
-    async def _run_slow(self, coro: Coroutine[Any, Any, object], ticket: Ticket | None) -> None:
+    def _check_task_context(self, context: object) -> None:
+        check_parent(context, "context")
+        assert isinstance(context, Context)
+        ancestor: Context | None = context
+        while ancestor is not None and ancestor is not self._context:
+            ancestor = parent_of(ancestor)
+        if ancestor is None:
+            raise ValueError("`context` must be group.context or derived from it")
+
+    async def _run_slow(
+        self, coro: Coroutine[Any, Any, object], ticket: Ticket | None, own: Context | None
+    ) -> None:
         slots = self._slots
         try:
             if slots is not None:
-                await slots.wait(ticket)
+                with own.move_on() if own is not None else nullcontext():
+                    await slots.wait(ticket)  # a task's own context ending: it leaves the queue
             if slots is not None and self._context.err is not None:
                 return  # a slot came free but the group is cancelled: never start
+            if own is not None:
+                if own.err is None:
+                    with own.move_on():  # the task's own cancellation ends it quietly
+                        await coro
+                if own.err is not None and own.err is self._context.err:
+                    self._outcome.interrupted = True
+                return
             bound = current() is not self._context
             with self._context.scope() if bound else nullcontext():
                 await coro
