@@ -13,6 +13,7 @@ Every name here is also exported by ``trio_context`` itself.
 """
 
 from .._meta import fixup_module_metadata
+from ._asgi import GRPC_TIMEOUT_HEADER, TIMEOUT_MS_HEADER, ContextMiddleware
 from ._cause import CAUSE_HEADER, RemoteCause
 from ._channel import CANCEL_ACK_FD_ENV_VAR, CANCEL_FD_ENV_VAR, CancelChannel
 from ._codecs import (
@@ -24,7 +25,7 @@ from ._codecs import (
     parse_timeout_ms,
 )
 from ._environ import DEADLINE_ENV_VAR, environ_for, from_environ
-from ._http import GRPC_TIMEOUT_HEADER, TIMEOUT_MS_HEADER, ContextMiddleware, httpx_transport
+from ._http import httpx_transport
 
 __all__ = [
     "CANCEL_ACK_FD_ENV_VAR",

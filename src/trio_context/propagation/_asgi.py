@@ -1,0 +1,295 @@
+"""The ASGI middleware: each HTTP request under a context with the caller's deadline.
+
+Rules for callers:
+
+- Wrap the ASGI app: ``app = tc.ContextMiddleware(app)``. Each HTTP request then runs inside
+  ``ctx.move_on()`` of a fresh context, so handlers use ``tc.current()``. That context has the
+  caller's deadline (from ``grpc-timeout`` or ``x-envoy-expected-rq-timeout-ms``, the earlier of
+  the two when both are sent), the baggage entries you opted into, and is cancelled (cause:
+  :class:`ConnectionAbortedError`) as soon as the client disconnects, and when the request is
+  over. Run it under a trio server (hypercorn's trio worker).
+- The middleware never breaks the HTTP protocol, whatever the deadline header says: the
+  server's ``send`` is never interrupted halfway through a message by the request's context (a
+  cut message is what crashes servers: hypercorn's h11 ``LocalProtocolError``). A request whose
+  context ends before the response started gets a JSON error (``504`` for a deadline, ``503`` when
+  ``parent`` was cancelled, nothing for a client that left); one that ends mid-body has its body
+  closed (an empty last chunk, ``more_body`` False). After the response started, an exception of
+  the app is logged on the ``trio_context`` logger instead of reaching the server, which could
+  only break the connection with it.
+- It type-checks as an ASGI 3 application against hypercorn's and asgiref's types, and wraps any
+  ASGI app (Starlette, a typed hypercorn app, a plain function): ``hypercorn.trio.serve(
+  tc.ContextMiddleware(app), config)`` needs no cast.
+- A malformed deadline or baggage header is ignored with a warning on the ``trio_context``
+  logger: the request still runs, under the server's own limits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Final
+
+import trio
+
+from .._core import (
+    CancelContext,
+    Context,
+    ContextError,
+    DeadlineExceeded,
+    after_func,
+    background,
+    check_seconds,
+    logger,
+    with_cancel,
+    with_timeout,
+    with_value,
+)
+from ._codecs import parse_baggage, parse_grpc_timeout, parse_timeout_ms
+
+__all__ = ["GRPC_TIMEOUT_HEADER", "TIMEOUT_MS_HEADER", "ContextMiddleware"]
+
+#: gRPC's deadline header (``encode_grpc_timeout`` format). The client's default.
+GRPC_TIMEOUT_HEADER: Final = "grpc-timeout"
+#: Envoy's milliseconds deadline header (``encode_timeout_ms`` format).
+TIMEOUT_MS_HEADER: Final = "x-envoy-expected-rq-timeout-ms"
+
+# The ASGI types, as loose as the servers and frameworks need: hypercorn and asgiref type scopes
+# and messages as TypedDicts, Starlette as MutableMapping[str, Any]. A callable that takes `Any`
+# accepts every one of them, and so is accepted by every one of them.
+Message = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Any], Awaitable[None]]
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+_PARSERS: dict[bytes, Callable[[bytes], float]] = {
+    GRPC_TIMEOUT_HEADER.encode(): parse_grpc_timeout,
+    TIMEOUT_MS_HEADER.encode(): parse_timeout_ms,
+}
+
+
+class ContextMiddleware:
+    """ASGI middleware: run each HTTP request under a context with the caller's deadline.
+
+    Args:
+        app: the ASGI application to wrap.
+        parent: the context every request context derives from (default ``background()``);
+            use it to cap all requests (``with_timeout``) or stop them all on shutdown.
+        baggage: the W3C baggage keys to accept into the context (``ctx.value(key)``, a str).
+        send_grace: seconds a body chunk the server is sending gets to finish once the
+            request's context is done (a client that stopped reading); default 5. The response
+            start is never cut.
+
+    Per request, the context is ``scope["trio_context"]`` (in a copy of the server's scope) and
+    ``tc.current()`` in the app. The protocol guarantees are in the module rules; other scope
+    types (``lifespan``, ``websocket``) pass through untouched. Calls are independent: safe to
+    serve many requests at once.
+
+    Raises:
+        TypeError, ValueError: a bad ``send_grace``.
+        At request time: whatever the app raises before its response started, except the
+        request context's own cancellation (answered with a JSON error instead).
+
+    Example::
+
+        app = tc.ContextMiddleware(app, baggage=("tenant",))
+        await hypercorn.trio.serve(app, config)
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        parent: Context | None = None,
+        baggage: Iterable[str] = (),
+        send_grace: float = 5.0,
+    ) -> None:
+        self.app = app
+        self.parent = parent
+        self.baggage = frozenset(baggage)
+        self.send_grace = check_seconds(send_grace, "send_grace")
+
+    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        ctx, cancel = self._context_for(scope)
+        response = _Response(send, ctx, self.send_grace)
+        error: Exception | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                relay = _Relay(receive, cancel, nursery)
+                await relay.prime()
+                try:
+                    with ctx.move_on():
+                        await self.app({**scope, "trio_context": ctx}, relay.receive, response.send)
+                except Exception as exc:
+                    error = exc  # handled below, never wrapped in an ExceptionGroup
+                nursery.cancel_scope.cancel()
+            await self._finish(response, ctx, error, disconnected=relay.disconnected)
+        finally:
+            del error
+            response.close()
+            cancel.cancel()
+
+    async def _finish(
+        self, response: _Response, ctx: Context, error: Exception | None, *, disconnected: bool
+    ) -> None:
+        """Leave the response whole: an error answer, a closed body, or the app's error."""
+        ours = isinstance(error, ContextError) and ctx.err is not None
+        if response.started:
+            if error is not None and not ours:
+                logger.error("the ASGI app failed after its response started", exc_info=error)
+            if not response.complete:
+                await response.send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        if error is not None and not ours:
+            raise error  # nothing sent yet: the server answers 500
+        if ctx.err is not None and not disconnected:
+            status, body = self.error_body(ctx)
+            await response.send_json(status, body)
+
+    def error_body(self, ctx: Context) -> tuple[int, dict[str, Any]]:
+        """The status and JSON body for a request whose context ended before the response
+        started: 504 for a deadline, 503 otherwise, with the cause's type and message."""
+        cause = ctx.cause
+        deadline = isinstance(ctx.err, DeadlineExceeded)
+        return (504 if deadline else 503), {
+            "error": "deadline exceeded" if deadline else "request cancelled",
+            "cause": {"type": type(cause).__name__, "message": str(cause)},
+        }
+
+    def _context_for(self, scope: Mapping[str, Any]) -> tuple[Context, CancelContext]:
+        cancel = with_cancel(self.parent if self.parent is not None else background())
+        ctx: Context = cancel
+        headers: Iterable[tuple[bytes, bytes]] = scope.get("headers", ())
+        remaining = math.inf
+        baggage: list[bytes] = []
+        for raw_name, raw_value in headers:
+            name = raw_name.lower()
+            parser = _PARSERS.get(name)
+            if parser is not None:
+                try:
+                    remaining = min(remaining, parser(raw_value))
+                except ValueError as exc:
+                    logger.warning("ignoring request header %s: %s", name.decode(), exc)
+            elif name == b"baggage" and self.baggage:
+                baggage.append(raw_value)
+        if remaining != math.inf:
+            cause = DeadlineExceeded("deadline from the request's timeout header")
+            ctx = with_timeout(ctx, remaining, cause=cause)
+        if baggage:
+            try:
+                entries = parse_baggage(b",".join(baggage))
+            except ValueError as exc:
+                logger.warning("ignoring request header baggage: %s", exc)
+                entries = {}
+            for key in sorted(self.baggage & entries.keys()):
+                ctx = with_value(ctx, key, entries[key])
+        return ctx, cancel
+
+
+class _Response:
+    """The server's ``send`` as the app sees it: each message goes out whole, and the state of
+    the response (started, complete) is known afterwards. Trio thread only."""
+
+    def __init__(self, send: Send, ctx: Context, grace: float) -> None:
+        self._send = send
+        self._ctx = ctx
+        self._grace = grace
+        self._sending: trio.CancelScope | None = None  # the body chunk being sent
+        self._stop_watching: Callable[[], bool] | None = None
+        self.started = False
+        self.complete = False
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.started = True
+            with trio.CancelScope(shield=True):  # small, and a cut one breaks the connection
+                await self._send(message)
+            return
+        if kind != "http.response.body":
+            await self._send(message)
+            return
+        self.complete = not message.get("more_body", False)
+        with trio.CancelScope(shield=True) as sending:
+            if self._ctx.done.is_set():
+                sending.deadline = trio.current_time() + self._grace
+            elif self._stop_watching is None:
+                self._stop_watching = after_func(self._ctx, self._hurry)
+            self._sending = sending
+            try:
+                await self._send(message)
+            finally:
+                self._sending = None
+
+    def _hurry(self) -> None:
+        """The request's context is done: a body chunk being sent gets ``grace`` seconds."""
+        if self._sending is not None:
+            self._sending.deadline = trio.current_time() + self._grace
+
+    async def send_json(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode() + b"\n"
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+        await self.send({"type": "http.response.body", "body": data, "more_body": False})
+
+    def close(self) -> None:
+        if self._stop_watching is not None:
+            self._stop_watching()
+
+
+class _Relay:
+    """Owns the server's ``receive``: hands the app its messages and, once the request body is
+    complete, keeps listening for ``http.disconnect`` to cancel the request context at once.
+
+    Only one of the app and the watcher ever waits on the server's ``receive`` at a time.
+    """
+
+    def __init__(self, receive: Receive, cancel: CancelContext, nursery: trio.Nursery) -> None:
+        self._receive = receive
+        self._cancel = cancel
+        self._nursery = nursery
+        self._first: Message | None = None
+        self._final: Message | None = None  # the message the watcher got (a disconnect)
+        self._final_ready = trio.Event()
+        self.disconnected = False
+
+    async def prime(self) -> None:
+        # Reading the first message ourselves is cheap (one chunk) and lets us watch for a
+        # disconnect even while an app that ignores the body (a GET handler) is busy.
+        self._first = await self._receive()
+        self._after(self._first)
+
+    def _after(self, message: Message) -> None:
+        kind = message.get("type")
+        if kind == "http.disconnect":
+            self._disconnect()
+            self._final = message
+            self._final_ready.set()
+        elif kind == "http.request" and not message.get("more_body", False):
+            self._nursery.start_soon(self._watch)
+
+    def _disconnect(self) -> None:
+        self.disconnected = True
+        self._cancel.cancel(ConnectionAbortedError("the client disconnected"))
+
+    async def _watch(self) -> None:
+        message = await self._receive()
+        if message.get("type") == "http.disconnect":
+            self._disconnect()
+        self._final = message
+        self._final_ready.set()
+
+    async def receive(self) -> Message:
+        if self._first is not None:
+            message, self._first = self._first, None
+            return message
+        if self._final is not None or self._nursery.child_tasks:
+            await self._final_ready.wait()
+            assert self._final is not None
+            return self._final
+        message = await self._receive()
+        self._after(message)
+        return message
