@@ -12,8 +12,10 @@ Rules for callers::
   replaces the unread older one (it moves to the back of the line), so a reader that falls
   behind skips intermediate progress but always sees each job's newest snapshot, and therefore
   its final state (the last event of every job). The replacement is typed ``"state"`` if any
-  event it coalesced was a state change. Memory per subscriber is bounded by the number of jobs
-  the queue remembers (``keep_finished`` plus the live ones).
+  event it coalesced was a state change, and keeps the ``new_outputs`` of the events it
+  replaced: a progress event says what changed since the reader's previous one. Memory per
+  subscriber is bounded by the number of jobs the queue remembers (``keep_finished`` plus the
+  live ones).
 - A new subscription starts with the current snapshot of each matching job (as ``"state"``).
 - A stream for one job ends after that job's final event; a stream of all jobs ends once the
   queue has been closed and every job has finished. Leaving the ``with`` unsubscribes.
@@ -50,8 +52,12 @@ class Subscription:
         if self._ended or (self.job_id is not None and job.id != self.job_id):
             return
         old = self._pending.pop(job.id, None)
-        if old is not None and old.type == "state" and event.type == "progress":
-            event = JobEvent("state", job)
+        if old is not None:  # coalesce: the newest snapshot, every output not yet read
+            new = old.new_outputs + event.new_outputs
+            if "state" in (old.type, event.type):
+                event = JobEvent("state", job, new)
+            else:
+                event = JobEvent("progress", job, new)
         self._pending[job.id] = event
         if self.job_id is not None and job.final:
             self._ended = True

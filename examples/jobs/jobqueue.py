@@ -39,13 +39,12 @@ and a context that ended the work says why: "stalled", "timed out", or the queue
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Literal
 
-import attrs
 import trio
 
 import trio_context as tc
@@ -62,59 +61,13 @@ from .model import (
     JobStalled,
     JobTimedOut,
     QueueClosed,
+    QueueFull,
     SpecError,
     State,
     UnknownJob,
 )
+from .records import JobRecord, QueueStatistics, check_count, check_memory, check_timeout
 from .work import WORK, Steps, Work, WorkerOutOfMemory
-
-
-@attrs.define(eq=False)
-class _Job:
-    """A job's mutable record; the outside world only sees ``info()`` snapshots."""
-
-    id: str
-    spec: JobSpec
-    timeout: float | None
-    stall_timeout: float | None
-    memory_limit: int | None = None  # bytes, for process workers (the server's limit applied)
-    state: State = "queued"
-    outputs: list[str] = attrs.field(factory=list[str])
-    reason: str | None = None
-    cached: bool = False
-    mode: CancelMode | None = None  # how a cancel asked it to stop
-    why: str = ""  # who cancelled it, for the reason
-    ctx: tc.CancelContext | None = None  # its task's context in the group
-    entered: bool = False  # its task has begun (it holds a slot from ``running`` on)
-    stop: tc.CancelContext | None = None
-    idle: tc.IdleContext | None = None
-    finished: trio.Event = attrs.Factory(trio.Event)
-
-    def info(self) -> JobInfo:
-        return JobInfo(
-            id=self.id,
-            spec=self.spec,
-            state=self.state,
-            step=len(self.outputs),
-            outputs=tuple(self.outputs),
-            reason=self.reason,
-            cached=self.cached,
-            timeout=self.timeout,
-            stall_timeout=self.stall_timeout,
-        )
-
-
-@attrs.frozen
-class QueueStatistics:
-    """Counts at one moment (``queue.statistics()``)."""
-
-    limit: int
-    queued: int
-    running: int  # running or cancelling: each holds one of the ``limit`` slots
-    finished: int  # the finished jobs still remembered
-    subscribers: int
-    cached_results: int
-    closed: bool
 
 
 class JobQueue:
@@ -129,7 +82,10 @@ class JobQueue:
         cache_size: int,
         keep_finished: int,
         grace: float,
-        memory_limit: int | None = None,
+        memory_limit: int | None,
+        max_queued: int,
+        escalate_after: float | None,
+        new_id: Callable[[], str],
     ) -> None:
         self._group = group  # every job is one of its tasks; its limit is the queue's
         self._intake = intake  # done: the queue takes no new jobs
@@ -138,8 +94,11 @@ class JobQueue:
         self._cache_size = cache_size
         self._keep_finished = keep_finished
         self._grace = grace
-        self._jobs: dict[str, _Job] = {}  # every job remembered, in submission order
-        self._queued: dict[str, _Job] = {}  # waiting for a slot of the group, oldest first
+        self._max_queued = max_queued
+        self._escalate_after = escalate_after
+        self._new_id = new_id
+        self._jobs: dict[str, JobRecord] = {}  # every job remembered, in submission order
+        self._queued: dict[str, JobRecord] = {}  # waiting for a slot of the group, oldest first
         self._running = 0  # running or cancelling: each holds one of the group's slots
         self._finished_ids: deque[str] = deque()  # oldest first, for forgetting
         self._cache: OrderedDict[JobSpec, tuple[str, ...]] = OrderedDict()  # least recent first
@@ -147,7 +106,6 @@ class JobQueue:
         self._drained = trio.Event()  # set while no job is queued or running
         self._drained.set()
         self._deadlines: list[tuple[tc.CancelContext, Callable[[], bool]]] = []  # close(timeout)
-        self._count = 0
         tc.after_func(intake, self._check_drained)  # all-jobs streams end once closed and idle
 
     # -- submitting -----------------------------------------------------------------------------
@@ -160,7 +118,7 @@ class JobQueue:
         stall_timeout: float | None = None,
         memory_limit: int | None = None,
     ) -> str:
-        """Queue a job and return its id (``"job-1"``, ``"job-2"``, ...).
+        """Queue a job and return its id (``"job-1"``, ``"job-2"``, ... unless ``new_id``).
 
         ``timeout``: seconds the job may run (from its start, not from submission) before it
         fails "timed out". ``stall_timeout``: seconds without a finished step before it fails
@@ -171,18 +129,20 @@ class JobQueue:
 
         Raises:
             QueueClosed: after ``close()``/``destroy()``, or once the queue's block is left.
+            QueueFull: ``max_queued`` jobs are waiting already.
             SpecError: the queue has no work of ``spec.kind``, or a bad timeout.
         """
         if self._intake.done.is_set():
             raise QueueClosed("the queue is closed: it takes no new jobs")
         if spec.kind not in self._work:
             raise SpecError(f"this queue runs no {spec.kind!r} jobs")
-        _check_timeout("timeout", timeout)
-        _check_timeout("stall_timeout", stall_timeout)
-        _check_memory("memory_limit", memory_limit)
+        timeout = check_timeout("timeout", timeout)
+        stall_timeout = check_timeout("stall_timeout", stall_timeout)
+        check_memory("memory_limit", memory_limit)
+        if len(self._queued) >= self._max_queued and spec not in self._cache:
+            raise QueueFull(f"the queue is full: {len(self._queued)} jobs are waiting")
         limits = [m for m in (memory_limit, self._memory_limit) if m is not None]
-        self._count += 1
-        job = _Job(f"job-{self._count}", spec, timeout, stall_timeout, min(limits, default=None))
+        job = JobRecord(self._new_id(), spec, timeout, stall_timeout, min(limits, default=None))
         self._jobs[job.id] = job
         cached = self._cache.get(spec)
         if cached is not None:
@@ -204,7 +164,7 @@ class JobQueue:
             self._start(job)  # the group had a free slot: it holds it from now on
         return job.id
 
-    def _start(self, job: _Job) -> None:
+    def _start(self, job: JobRecord) -> None:
         """The job holds one of the group's slots: it is running from now on."""
         del self._queued[job.id]
         self._running += 1
@@ -212,7 +172,7 @@ class JobQueue:
         job.stop = tc.with_cancel(tc.background())
         self._publish(job, "state")
 
-    async def _run(self, job: _Job) -> None:
+    async def _run(self, job: JobRecord) -> None:
         if job.state == "queued":
             self._start(job)  # a slot came free; the group runs queued jobs oldest first
         if job.state in FINAL_STATES:
@@ -220,10 +180,6 @@ class JobQueue:
         job.entered = True
         assert job.ctx is not None and job.stop is not None
         ctx: tc.Context = job.ctx
-        if job.stall_timeout is not None:
-            ctx = job.idle = tc.with_idle_timeout(
-                ctx, job.stall_timeout, cause=JobStalled(job.stall_timeout)
-            )
         if job.timeout is not None:
             ctx = tc.with_timeout(ctx, job.timeout, cause=JobTimedOut(job.timeout))
         steps = Steps(
@@ -231,6 +187,7 @@ class JobQueue:
             job.stop,
             self._grace,
             memory_limit=job.memory_limit,
+            started=lambda: self._start_stall_clock(job),
         )
         error: Exception | None = None
         interrupted = True  # until the work returns or raises an Exception
@@ -244,7 +201,7 @@ class JobQueue:
             interrupted = False
         finally:
             state, reason = self._outcome(job, ctx, error, interrupted)
-            for owned in (ctx, job.idle, job.ctx, job.stop):
+            for owned in (ctx, job.idle, job.ctx, job.stop, job.escalation):
                 if isinstance(owned, tc.CancelContext):
                     owned.cancel()  # their work is over
             self._running -= 1
@@ -266,7 +223,7 @@ class JobQueue:
                 raise WorkerOutOfMemory(message, second.cause) from first
 
     def _outcome(
-        self, job: _Job, ctx: tc.Context, error: Exception | None, interrupted: bool
+        self, job: JobRecord, ctx: tc.Context, error: Exception | None, interrupted: bool
     ) -> tuple[State, str | None]:
         done, total = len(job.outputs), job.spec.steps
         if job.state == "cancelling":
@@ -284,16 +241,26 @@ class JobQueue:
             return "cancelled", f"{cause or 'interrupted'}, stopped after step {done} of {total}"
         return "failed", f"the work ended after {done} of {total} steps"
 
-    def _report(self, job: _Job, output: str) -> None:
+    def _start_stall_clock(self, job: JobRecord) -> None:
+        """The work has started (a worker process is up): from now on, ``stall_timeout``
+        seconds without a finished step stall the job. Idempotent."""
+        if job.stall_timeout is None or job.idle is not None or job.ctx is None:
+            return
+        stalled = JobStalled(job.stall_timeout)
+        job.idle = idle = tc.with_idle_timeout(job.ctx, job.stall_timeout, cause=stalled)
+        job_ctx = job.ctx
+        tc.after_func(idle, lambda: job_ctx.cancel(idle.cause))  # a no-op once job_ctx is done
+
+    def _report(self, job: JobRecord, output: str) -> None:
         """One more step finished (the work calls this through ``Steps.report``)."""
         if job.state in FINAL_STATES or len(job.outputs) >= job.spec.steps:
             return
         job.outputs.append(output)
         if job.idle is not None:
             job.idle.touch()
-        self._publish(job, "progress")
+        self._publish(job, "progress", (output,))
 
-    def _finish(self, job: _Job, state: State, reason: str | None) -> None:
+    def _finish(self, job: JobRecord, state: State, reason: str | None) -> None:
         assert job.state not in FINAL_STATES, f"{job.id} finished twice"
         job.state = state
         job.reason = reason
@@ -329,7 +296,7 @@ class JobQueue:
         why = "safe cancel" if mode == "safe" else "cancel now"
         return self._cancel(self._get(job_id), mode, why)
 
-    def _cancel(self, job: _Job, mode: CancelMode, why: str) -> bool:
+    def _cancel(self, job: JobRecord, mode: CancelMode, why: str) -> bool:
         if job.state == "queued":
             assert job.ctx is not None
             job.ctx.cancel(CancelRequested(why))  # its task leaves the group's line
@@ -344,6 +311,11 @@ class JobQueue:
         job.reason = f"{why}: stopping" + (" at the next step boundary" if mode == "safe" else "")
         cause = CancelRequested(why)
         (job.stop if mode == "safe" else job.ctx).cancel(cause)
+        if mode == "safe" and self._escalate_after is not None and job.escalation is None:
+            # The "stop now" twin of the safe stop: a hung worker never reaches a step boundary.
+            job.escalation = tc.with_grace(job.stop, self._escalate_after)
+            late = f"safe cancel unfinished after {self._escalate_after:g} s"
+            tc.after_func(job.escalation, lambda: self._cancel(job, "now", late))
         self._publish(job, "state")
         if mode == "now" and not job.entered:
             # It held a slot but its task had not begun: with its context done, the group
@@ -400,7 +372,7 @@ class JobQueue:
 
     # -- looking ------------------------------------------------------------------------------
 
-    def _get(self, job_id: str) -> _Job:
+    def _get(self, job_id: str) -> JobRecord:
         try:
             return self._jobs[job_id]
         except KeyError:
@@ -452,8 +424,10 @@ class JobQueue:
             closed=self._intake.done.is_set(),
         )
 
-    def _publish(self, job: _Job, kind: Literal["state", "progress"]) -> None:
-        event = JobEvent(kind, job.info())
+    def _publish(
+        self, job: JobRecord, kind: Literal["state", "progress"], new: tuple[str, ...] = ()
+    ) -> None:
+        event = JobEvent(kind, job.info(), new)
         for subscription in list(self._subscribers):
             subscription.put(event)
 
@@ -463,23 +437,6 @@ class JobQueue:
             f"<JobQueue limit {s.limit}: {s.queued} queued, {s.running} running, "
             f"{s.finished} finished{', closed' if s.closed else ''}>"
         )
-
-
-def _check_timeout(name: str, value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise SpecError(f"`{name}` must be a positive number of seconds, got {value!r}")
-
-
-def _check_memory(name: str, value: object) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise SpecError(f"`{name}` must be a positive number of bytes or None, got {value!r}")
-
-
-def _check_count(name: str, value: object, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"`{name}` must be an int >= {least}, got {value!r}")
 
 
 @asynccontextmanager
@@ -492,6 +449,9 @@ async def open_job_queue(
     keep_finished: int = 100,
     grace: float = 5.0,
     memory_limit: int | None = None,
+    max_queued: int = 1000,
+    escalate_after: float | None = None,
+    new_id: Callable[[], str] | None = None,
 ) -> AsyncGenerator[JobQueue]:
     """Open a job queue that runs at most ``limit`` jobs at once, under ``ctx``.
 
@@ -501,6 +461,11 @@ async def open_job_queue(
     is how long a worker process may take to stop after SIGTERM before it gets SIGKILL.
     ``memory_limit`` (bytes) bounds every ``"process"`` job's worker tree (a job may ask for
     less); one stopped for memory is retried once in a fresh worker, then the job fails.
+    ``max_queued`` jobs may wait for a slot (``submit`` raises :class:`QueueFull` beyond).
+    ``escalate_after``: a safe cancel that has not stopped the job after that many seconds
+    becomes a cancel now (None: it waits for the next step boundary however long it takes).
+    ``new_id()`` makes job ids (default ``job-1``, ``job-2``...; a server passes unguessable
+    ones).
 
     Leaving the block takes no more jobs and waits for every submitted one; an exception, or
     ``ctx`` being done, destroys the queue first. Either way no task, thread or process of the
@@ -508,12 +473,16 @@ async def open_job_queue(
 
     Raises:
         ValueError: ``limit`` is not a positive int, or a bad ``cache_size``/``keep_finished``/
-            ``memory_limit``.
+            ``memory_limit``/``max_queued``. SpecError: a bad ``escalate_after``.
     """
-    _check_count("limit", limit, 1)
-    _check_memory("memory_limit", memory_limit)
-    _check_count("cache_size", cache_size, 0)
-    _check_count("keep_finished", keep_finished, 0)
+    check_count("limit", limit, 1)
+    check_memory("memory_limit", memory_limit)
+    check_count("cache_size", cache_size, 0)
+    check_count("keep_finished", keep_finished, 0)
+    check_count("max_queued", max_queued, 0)
+    if escalate_after is not None:
+        check_timeout("escalate_after", escalate_after)
+    counter = itertools.count(1)
     intake = tc.with_cancel(ctx)
     failure: BaseException | None = None
     async with trio.open_nursery() as nursery:
@@ -526,6 +495,9 @@ async def open_job_queue(
             keep_finished=keep_finished,
             grace=grace,
             memory_limit=memory_limit,
+            max_queued=max_queued,
+            escalate_after=escalate_after,
+            new_id=new_id or (lambda: f"job-{next(counter)}"),
         )
         stop_watching = tc.after_func(ctx, queue.destroy)
         try:

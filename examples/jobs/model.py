@@ -33,14 +33,29 @@ class SpecError(ValueError):
     """A job spec (or its JSON) is invalid; the message names the field."""
 
 
+# Upper bounds: every value is checked before anything runs, so nothing can overflow or hang
+# later (a float(10**400), a trio.sleep(1e308), a 60 KB prompt times 3,000 queued jobs).
+MAX_STEPS: Final = 10_000
+MAX_STEP_SECONDS: Final = 60.0
+MAX_SECONDS: Final = 86_400.0  # timeout, stall_timeout: one day
+MAX_PROMPT: Final = 2_000  # characters
+MAX_LEAK_MIB: Final = 1024  # MiB a demo worker may leak per step
+
+
 def _positive_int(name: str, value: object, *, allow_zero: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"`{name}` must be an integer, not {type(value).__name__}")
     if value < 0 or (value == 0 and not allow_zero):
         raise SpecError(
-            f"`{name}` must be {'non-negative' if allow_zero else 'positive'}, got {value}"
+            f"`{name}` must be {'non-negative' if allow_zero else 'positive'}, got {_short(value)}"
         )
     return value
+
+
+def _short(value: int) -> str:
+    """An int for a message: a 400-digit number is shown by its size."""
+    text = str(value) if value.bit_length() < 64 else f"a {len(str(value))}-digit number"
+    return text
 
 
 def _string(name: str, value: object) -> None:
@@ -48,11 +63,35 @@ def _string(name: str, value: object) -> None:
         raise SpecError(f"`{name}` must be a string, not {type(value).__name__}")
 
 
-def _seconds(name: str, value: object) -> float:
+def check_prompt(value: object) -> None:
+    """A prompt a worker process can take: text, no NUL, no lone surrogate, not a flag."""
+    _string("prompt", value)
+    assert isinstance(value, str)
+    if not value.strip():
+        raise SpecError("`prompt` must not be empty")
+    if len(value) > MAX_PROMPT:
+        raise SpecError(f"`prompt` must be at most {MAX_PROMPT} characters, got {len(value)}")
+    if "\0" in value:
+        raise SpecError("`prompt` must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SpecError("`prompt` must be valid Unicode text (no lone surrogates)") from None
+    if value.startswith("-"):
+        raise SpecError("`prompt` must not start with '-' (it would look like an option)")
+
+
+def check_seconds(name: str, value: object, *, most: float, positive: bool = False) -> float:
+    """A number of seconds in ``[0, most]`` (``(0, most]`` with ``positive``), as a float.
+
+    Checked on the number as given, before any ``float()``: ``1`` followed by 400 zeros is a
+    clear error, not an ``OverflowError``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpecError(f"`{name}` must be a number of seconds, not {type(value).__name__}")
-    if not value >= 0 or value == float("inf"):  # also rejects NaN
-        raise SpecError(f"`{name}` must be a finite, non-negative number, got {value!r}")
+    if not 0 <= value <= most or (positive and value == 0):  # also rejects NaN
+        shown = f"{value!r}" if len(repr(value)) < 30 else f"{repr(value)[:20]}..."
+        low = "more than 0" if positive else "at least 0"
+        raise SpecError(f"`{name}` must be {low} and at most {most:g} seconds, got {shown}")
     return float(value)
 
 
@@ -78,15 +117,21 @@ class JobSpec:
     def __attrs_post_init__(self) -> None:
         if self.kind not in KINDS:
             raise SpecError(f"`kind` must be one of {', '.join(KINDS)}; got {self.kind!r}")
-        _string("prompt", self.prompt)
+        check_prompt(self.prompt)
         _positive_int("steps", self.steps)
-        if self.steps > 10_000:
-            raise SpecError(f"`steps` must be at most 10000, got {self.steps}")
-        _seconds("step_seconds", self.step_seconds)
-        for name in ("hang_at", "fail_at", "leak_mib"):
+        if self.steps > MAX_STEPS:
+            raise SpecError(f"`steps` must be at most {MAX_STEPS}, got {_short(self.steps)}")
+        check_seconds("step_seconds", self.step_seconds, most=MAX_STEP_SECONDS)
+        for name in ("hang_at", "fail_at"):
             value = getattr(self, name)
             if value is not None:
                 _positive_int(name, value)
+                if value > self.steps:
+                    raise SpecError(f"`{name}` must be a step number, at most `steps`")
+        if self.leak_mib is not None:
+            _positive_int("leak_mib", self.leak_mib)
+            if self.leak_mib > MAX_LEAK_MIB:
+                raise SpecError(f"`leak_mib` must be at most {MAX_LEAK_MIB}")
 
     @classmethod
     def from_json(cls, data: object) -> JobSpec:
@@ -101,7 +146,8 @@ class JobSpec:
         fields = {f.name for f in attrs.fields(cls)}
         unknown = sorted(set(data) - fields)
         if unknown:
-            raise SpecError(f"unknown field(s) in the job spec: {', '.join(unknown)}")
+            shown = ", ".join(repr(name)[:40] for name in unknown[:5])
+            raise SpecError(f"unknown field(s) in the job spec: {shown}")
         try:
             return cls(**data)
         except TypeError as exc:  # a required field is missing
@@ -169,9 +215,17 @@ class JobEvent:
 
     type: Literal["state", "progress"]
     job: JobInfo
+    new_outputs: tuple[str, ...] = ()  # the outputs of the steps since the reader's last event
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "job": self.job.to_json()}
+        """What goes on the wire. A ``"state"`` event carries the whole job; a ``"progress"``
+        event only what changed: the counters and ``new_outputs`` (steps ``step -
+        len(new_outputs) + 1`` to ``step``), never everything so far."""
+        if self.type == "state":
+            return {"type": self.type, "job": self.job.to_json()}
+        job = self.job.to_json()
+        del job["outputs"], job["spec"]
+        return {"type": self.type, "job": job, "new_outputs": list(self.new_outputs)}
 
 
 # -- errors, and the causes the queue cancels contexts with ---------------------------------
@@ -179,6 +233,10 @@ class JobEvent:
 
 class QueueClosed(RuntimeError):
     """``submit()`` after ``close()`` or ``destroy()``."""
+
+
+class QueueFull(RuntimeError):
+    """``submit()`` while ``max_queued`` jobs wait already: try again later."""
 
 
 class UnknownJob(LookupError):

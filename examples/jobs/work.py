@@ -53,7 +53,9 @@ class Steps:
     that is done once a safe cancel asked the work to stop at the next step boundary; poll
     ``stop.done.is_set()`` (safe from any thread). ``grace``: seconds a worker process gets
     between SIGTERM and SIGKILL. ``memory_limit``: bytes a worker process tree may keep resident
-    (None: no limit).
+    (None: no limit). ``started()``: the work is up (a worker process has started and said so);
+    the job's stall clock runs from then on, so start-up time never counts as a stall (trio
+    thread).
     """
 
     def __init__(
@@ -63,11 +65,13 @@ class Steps:
         grace: float,
         *,
         memory_limit: int | None = None,
+        started: Callable[[], None] = lambda: None,
     ) -> None:
         self._report = report
         self.stop = stop
         self.grace = grace
         self.memory_limit = memory_limit
+        self.started = started
         self.finished = 0
 
     def report(self, output: str) -> None:
@@ -102,6 +106,7 @@ def output_for(prompt: str, step: int) -> str:
 
 
 async def async_steps(ctx: tc.Context, spec: JobSpec, steps: Steps) -> None:
+    steps.started()
     with ctx.scope():  # ctx ending interrupts the sleep at once and raises ctx's error
         for k in range(1, spec.steps + 1):
             if steps.stop.done.is_set():
@@ -121,6 +126,7 @@ async def thread_steps(ctx: tc.Context, spec: JobSpec, steps: Steps) -> None:
     def report(output: str) -> None:  # in the worker thread
         trio.from_thread.run_sync(steps.report, output)
 
+    steps.started()
     await tc.to_thread(ctx, sample, spec, steps.stop, report)
 
 
@@ -153,37 +159,17 @@ async def process_steps(ctx: tc.Context, spec: JobSpec, steps: Steps) -> None:
     stopped_safely = CancelAtBoundary("stopped at a step boundary")
 
     def on_line(stream: str, line: str) -> None:  # in the trio thread, for every line
-        if stream == "stdout" and line.startswith("step "):
+        if stream == "stdout" and line == READY_LINE:
+            steps.started()
+        elif stream == "stdout" and line.startswith("step "):
             steps.report(line.split()[2])  # "step 3/10 3:1f2e3d4c"
             if steps.stop.done.is_set():
                 proc_ctx.cancel(stopped_safely)  # SIGTERM right after a finished step
 
-    command = [
-        sys.executable,
-        str(WORKER),
-        "--prompt",
-        spec.prompt,
-        "--steps",
-        str(spec.steps),
-        "--step-seconds",
-        str(spec.step_seconds),
-        "--first",
-        str(steps.finished + 1),  # a fresh worker after one stopped for memory takes over
-    ]
-    options = (
-        ("--hang-at", spec.hang_at),
-        ("--fail-at", spec.fail_at),
-        ("--leak-mib", spec.leak_mib),
-    )
-    for option, value in options:
-        if value is not None:
-            command += [option, str(value)]
     # run_process puts proc_ctx's deadline (the job's timeout; an idle deadline is not one) in
     # the worker's environment, for its tc.from_environ().
     try:
-        result = await tc.run_process(
-            proc_ctx, command, grace=steps.grace, on_line=on_line, max_rss=steps.memory_limit
-        )
+        result = await start_worker(proc_ctx, spec, steps, on_line=on_line)
     finally:
         proc_ctx.cancel()
     if result.ok or proc_ctx.cause is stopped_safely:
@@ -201,11 +187,38 @@ async def process_steps(ctx: tc.Context, spec: JobSpec, steps: Steps) -> None:
     raise StepFailed(f"worker {result.describe()}: {last[0]}")
 
 
+def worker_command(spec: JobSpec, *, first: int = 1) -> list[str]:
+    """The worker's command line, starting at step ``first``. Values go as ``--name=value``: a
+    value can never be taken for an option (the spec's checks refuse a prompt that starts with
+    ``-`` anyway)."""
+    command = [sys.executable, str(WORKER), f"--prompt={spec.prompt}", f"--steps={spec.steps}"]
+    command += [f"--step-seconds={spec.step_seconds!r}", f"--first={first}"]
+    options = (("--hang-at", spec.hang_at), ("--fail-at", spec.fail_at))
+    for option, value in (*options, ("--leak-mib", spec.leak_mib)):
+        if value is not None:
+            command.append(f"{option}={value}")
+    return command
+
+
+async def start_worker(
+    ctx: tc.Context, spec: JobSpec, steps: Steps, *, on_line: Callable[[str, str], None]
+) -> tc.ProcessResult:
+    """Run one worker process for ``spec`` until it ends or ``ctx`` stops it (SIGTERM to its
+    process group, SIGKILL ``steps.grace`` seconds later, or once its tree keeps more than
+    ``steps.memory_limit`` bytes resident). A fresh worker after one stopped for memory takes
+    over at the first unfinished step. The one place a worker is started."""
+    command = worker_command(spec, first=steps.finished + 1)
+    return await tc.run_process(
+        ctx, command, grace=steps.grace, on_line=on_line, max_rss=steps.memory_limit
+    )
+
+
 class CancelAtBoundary(Exception):
     """The cause ``process_steps`` stops a worker with on a safe cancel."""
 
 
 DEADLINE_EXIT_CODE: Final = 124  # what worker.py exits with when its deadline passed
+READY_LINE: Final = "ready"  # what worker.py prints once it is up (work.py's stall clock)
 
 WORK: Final[dict[str, Work]] = {
     "async": async_steps,

@@ -3,8 +3,8 @@
     python worker.py --prompt TEXT --steps N --step-seconds S [--first K] [--hang-at K]
                      [--fail-at K] [--leak-mib M]
 
-stdout gets ``step K/N OUTPUT`` after each step (flushed at once: the parent reads it as
-progress). The worker stops by itself:
+stdout gets ``ready`` once the worker is up, then ``step K/N OUTPUT`` after each step (flushed
+at once: the parent reads it as progress). The worker stops by itself:
 
 - when the deadline its parent put in the environment passes (``tc.from_environ``): it says so
   on stderr and exits with code 124 (like ``timeout(1)``);
@@ -50,6 +50,7 @@ async def main(args: argparse.Namespace) -> int:
                     return
 
             nursery.start_soon(stop_on_sigterm)
+            print("ready", flush=True)  # up: the parent's stall clock starts now
             try:
                 with ctx.scope():
                     await steps(args)
