@@ -1,248 +1,286 @@
-"""The HTTP API: submit, list, get (with progress), cancel, and progress as server-sent events.
+"""The HTTP API on Starlette: submit, list, get (or long-poll), cancel, events, health.
 
-A plain ASGI app (no framework), served by hypercorn's trio worker (``cli.py``)::
+Starlette does the routing, the request parsing and the streaming; it runs on trio through
+anyio under hypercorn's trio worker (``cli.py``), inside ``tc.ContextMiddleware``::
 
-    POST /jobs                       {"kind", "prompt", "steps"?, "step_seconds"?, "hang_at"?,
-                                      "fail_at"?, "leak_mib"?, "timeout"?,
-                                      "stall_timeout"?, "memory_limit"?}   -> 201 job
-    GET  /jobs                       -> 200 {"jobs": [job, ...]}
-    GET  /jobs/{id}                  -> 200 job: state, step, steps, percent, reason, outputs
-    GET  /jobs/{id}?wait=1           -> 200 job, once it is final (a long poll)
-    POST /jobs/{id}/cancel?mode=M    -> 200 {"accepted": bool, "job": job}; M is safe (default)
-                                        or now
-    GET  /jobs/{id}/events           -> text/event-stream, until the job is final
-    GET  /events                     -> text/event-stream of every job, until the queue is done
+    POST /jobs                      {"kind", "prompt", "steps"?, "step_seconds"?, "hang_at"?,
+                                     "fail_at"?, "leak_mib"?, "timeout"?, "stall_timeout"?,
+                                     "memory_limit"?}                              -> 201 job
+                                    header Idempotency-Key: a retry with the same key and body
+                                    gets the same job (200), a different body 422
+    GET  /jobs                      -> 200 {"jobs": [job, ...]}
+    GET  /jobs/{id}[?wait=1]        -> 200 job (with wait: once it is final; a long poll)
+    POST /jobs/{id}/cancel?mode=M   -> 200 {"accepted": bool, "job": job}; M: safe (default), now
+    GET  /jobs/{id}/events          -> text/event-stream until the job is final
+    GET  /events                    -> text/event-stream of every job until the queue is done
+    GET  /health                    -> 200 {"status": "serving", "queue": {...counts}}
 
-Errors are JSON ``{"error": "..."}``: 400 bad JSON, spec or mode; 404 unknown job or path;
-405 wrong method; 413 body over 64 KiB; 503 the queue is closed.
+Errors are JSON ``{"error": "..."}``: 400 bad JSON, field or mode; 401 a missing or wrong bearer
+token (when the server has one); 404 unknown job or path; 405 wrong method; 413 body over
+64 KiB; 422 an idempotency key reused for another job; 429 the queue is full (``Retry-After``);
+503 the server is closing (``Retry-After``); 504 the caller's deadline passed first.
 
 Rules:
 
-- :func:`make_app` wraps the app in ``tc.ContextMiddleware``, so each request runs under a
-  context with the caller's deadline (``grpc-timeout`` or ``x-envoy-expected-rq-timeout-ms``),
-  cancelled when the client disconnects. Waiting honours it: a long poll whose deadline passes
-  gets ``504``, an event stream just ends.
-- A job never belongs to a request. The request's context only bounds the waiting and the
-  streaming; the job's context comes from the queue. A client that hangs up on a stream, or whose
-  deadline passes, ends its stream, never the job.
-- Each event is ``event: state|progress`` plus ``data:`` the job as JSON; a slow client gets
-  coalesced events (``events.py``), never an unbounded buffer.
+- Every field is checked before anything runs (``model.py``), whatever the client sends.
+- A job never belongs to a request. The request's context (``scope["trio_context"]``, from the
+  middleware: the caller's deadline, cancelled on disconnect) bounds the waiting and the
+  streaming only; a client that hangs up ends its stream, never the job.
+- An event is ``event: state|progress`` plus ``data:`` JSON: a state event carries the whole
+  job, a progress event only what changed (``new_outputs``). A slow client gets coalesced events
+  (``events.py``), never an unbounded buffer.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, cast
-from urllib.parse import parse_qs
+import secrets
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any, Final, cast
 
-import trio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 import trio_context as tc
 
+from .events import Subscription
 from .jobqueue import JobQueue
-from .model import CANCEL_MODES, JobSpec, QueueClosed, SpecError, UnknownJob
+from .model import CANCEL_MODES, JobSpec, QueueClosed, QueueFull, SpecError, UnknownJob
+from .records import check_memory, check_timeout
 
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-MAX_BODY = 64 * 1024
-
-
-def make_app(queue: JobQueue, *, parent: tc.Context | None = None) -> ASGIApp:
-    """The ASGI app of ``queue``. ``parent`` is the context every request derives from (cancel
-    it to end every request, streams included)."""
-    return tc.ContextMiddleware(JobsApp(queue), parent=parent)
+MAX_BODY: Final = 64 * 1024
+MAX_KEY: Final = 200  # characters of an Idempotency-Key
+RETRY_AFTER: Final = "1"  # seconds, for 429 and 503
 
 
-class HTTPError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+def make_app(
+    queue: JobQueue,
+    *,
+    parent: tc.Context | None = None,
+    token: str | None = None,
+    keys: int = 10_000,
+) -> tc.ContextMiddleware:
+    """The ASGI app of ``queue``: Starlette routes inside ``tc.ContextMiddleware``.
+
+    ``parent``: the context every request derives from (cancel it to end every request, streams
+    included). ``token``: the bearer token every request must carry (None: no check). ``keys``:
+    how many idempotency keys are remembered (least recently used first out).
+    """
+    api = JobsAPI(queue, keys=keys)
+    routes = [
+        Route("/jobs", api.submit, methods=["POST"]),
+        Route("/jobs", api.list_jobs, methods=["GET"]),
+        Route("/jobs/{job_id}", api.get_job, methods=["GET"]),
+        Route("/jobs/{job_id}/cancel", api.cancel, methods=["POST"]),
+        Route("/jobs/{job_id}/events", api.job_events, methods=["GET"]),
+        Route("/events", api.all_events, methods=["GET"]),
+        Route("/health", api.health, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    return tc.ContextMiddleware(Gate(app, queue, token), parent=parent)
 
 
-class JobsApp:
-    """The routes. Runs under ``tc.ContextMiddleware``: ``tc.current()`` is the request's
-    context."""
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
-    def __init__(self, queue: JobQueue) -> None:
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (404 unknown path, 405 wrong method) as JSON."""
+    assert isinstance(exc, HTTPException)
+    return error(exc.status_code, exc.detail, dict(exc.headers or {}))
+
+
+class Gate:
+    """ASGI middleware in front of the routes: the bearer token, then the closing server.
+
+    Pure ASGI (not Starlette's ``BaseHTTPMiddleware``), so streams pass through untouched.
+    """
+
+    def __init__(self, app: Starlette, queue: JobQueue, token: str | None) -> None:
+        self.app = app
         self.queue = queue
+        self.expected = None if token is None else f"Bearer {token}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-        elif scope["type"] == "http":
-            try:
-                await self.route(scope, receive, send)
-            except HTTPError as exc:
-                await send_json(send, exc.status, {"error": exc.message})
+        if scope["type"] == "http":
+            refusal = self.refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
-    async def route(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method: str = scope["method"]
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        match [part for part in scope["path"].split("/") if part]:
-            case ["jobs"]:
-                allow(method, "GET", "POST")
-                if method == "POST":
-                    await self.submit(await read_json(receive), send)
-                else:
-                    await send_json(send, 200, {"jobs": [j.to_json() for j in self.queue.jobs()]})
-            case ["jobs", job_id]:
-                allow(method, "GET")
-                if query.get("wait", ["0"])[0] not in ("", "0"):
-                    info = await self.queue.wait(known(job_id, self.queue))  # a long poll
-                else:
-                    info = self.queue.get(known(job_id, self.queue))
-                await send_json(send, 200, info.to_json())
-            case ["jobs", job_id, "cancel"]:
-                allow(method, "POST")
-                mode = query.get("mode", ["safe"])[0]
-                if mode not in CANCEL_MODES:
-                    raise HTTPError(400, f"mode must be 'safe' or 'now', not {mode!r}")
-                accepted = self.queue.cancel(known(job_id, self.queue), mode)
-                await send_json(
-                    send, 200, {"accepted": accepted, "job": self.queue.get(job_id).to_json()}
-                )
-            case ["jobs", job_id, "events"]:
-                allow(method, "GET")
-                await self.stream(send, known(job_id, self.queue))
-            case ["events"]:
-                allow(method, "GET")
-                await self.stream(send, None)
-            case _:
-                raise HTTPError(404, f"no such path: {scope['path']}")
+    def refusal(self, scope: Scope) -> Response | None:
+        if self.expected is not None:
+            headers = cast("list[tuple[bytes, bytes]]", scope["headers"])
+            given = next((value for name, value in headers if name == b"authorization"), b"")
+            if not secrets.compare_digest(given, self.expected):
+                return error(401, "a valid bearer token is required",
+                             {"www-authenticate": "Bearer"})  # fmt: skip
+        if self.queue.statistics().closed:
+            return error(503, "the server is closing", {"retry-after": RETRY_AFTER})
+        return None
 
-    async def submit(self, body: object, send: Send) -> None:
+
+class JobsAPI:
+    """The route handlers of one queue."""
+
+    def __init__(self, queue: JobQueue, *, keys: int) -> None:
+        self.queue = queue
+        self.keys: OrderedDict[str, tuple[object, str]] = OrderedDict()  # key -> (body, job id)
+        self.max_keys = keys
+
+    async def submit(self, request: Request) -> Response:
+        body = await read_json(request)
+        key = idempotency_key(request)
+        if key is not None and key in self.keys:
+            replayed = self.replay(key, body)
+            if replayed is not None:
+                return replayed
         if not isinstance(body, dict):
-            raise HTTPError(400, "the body must be a JSON object")
+            return error(400, "the body must be a JSON object")
         fields = dict(cast("dict[str, object]", body))
-        timeout, stall_timeout = fields.pop("timeout", None), fields.pop("stall_timeout", None)
-        memory_limit = fields.pop("memory_limit", None)  # bytes; checked by submit()
         try:
+            timeout = check_timeout("timeout", fields.pop("timeout", None))
+            stall_timeout = check_timeout("stall_timeout", fields.pop("stall_timeout", None))
+            memory_limit = fields.pop("memory_limit", None)
+            check_memory("memory_limit", memory_limit)
+            spec = JobSpec.from_json(fields)
             job_id = self.queue.submit(
-                JobSpec.from_json(fields),
-                timeout=seconds(timeout),
-                stall_timeout=seconds(stall_timeout),
-                memory_limit=memory_limit,  # type: ignore[arg-type]
+                spec,
+                timeout=timeout,
+                stall_timeout=stall_timeout,
+                memory_limit=cast("int | None", memory_limit),
             )
         except SpecError as exc:
-            raise HTTPError(400, str(exc)) from None
-        except QueueClosed as exc:
-            raise HTTPError(503, str(exc)) from None
-        await send_json(
-            send,
-            201,
-            self.queue.get(job_id).to_json(),
-            headers=[(b"location", f"/jobs/{job_id}".encode())],
+            return error(400, str(exc))
+        except QueueFull as exc:
+            return error(429, str(exc), {"retry-after": RETRY_AFTER})
+        except QueueClosed:
+            return error(503, "the server is closing", {"retry-after": RETRY_AFTER})
+        if key is not None:
+            self.keys[key] = (body, job_id)
+            while len(self.keys) > self.max_keys:
+                self.keys.popitem(last=False)
+        info = self.queue.get(job_id)
+        return JSONResponse(
+            info.to_json(), status_code=201, headers={"location": f"/jobs/{job_id}"}
         )
 
-    async def stream(self, send: Send, job_id: str | None) -> None:
-        """Server-sent events until the stream ends, the client leaves or its deadline passes."""
-        with self.queue.subscribe(job_id) as events:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"text/event-stream"),
-                        (b"cache-control", b"no-cache"),
-                    ],
-                }
-            )
-            try:
-                # Waiting for the next event is where the request's context (the middleware's
-                # scope, not the job's context) interrupts the stream at the caller's deadline
-                # or on a disconnect. That ends this stream and nothing else.
-                async for event in events:
-                    data = json.dumps(event.job.to_json())
-                    chunk = f"event: {event.type}\ndata: {data}\n\n".encode()
-                    await unhurried(
-                        send, {"type": "http.response.body", "body": chunk, "more_body": True}
-                    )
-            finally:
-                await unhurried(
-                    send, {"type": "http.response.body", "body": b"", "more_body": False}
-                )
+    def replay(self, key: str, body: object) -> Response | None:
+        """The answer to a retried POST (None: the job was forgotten, submit it again)."""
+        first, job_id = self.keys[key]
+        if first != body:
+            return error(422, "this Idempotency-Key was used for a different job")
+        self.keys.move_to_end(key)
+        try:
+            info = self.queue.get(job_id)
+        except UnknownJob:
+            return None
+        return JSONResponse(info.to_json(), headers={"location": f"/jobs/{job_id}"})
+
+    async def list_jobs(self, request: Request) -> Response:
+        return JSONResponse({"jobs": [job.to_json() for job in self.queue.jobs()]})
+
+    async def get_job(self, request: Request) -> Response:
+        job_id = self.known(request)
+        if flag(request, "wait"):
+            info = await self.queue.wait(job_id)  # the middleware's 504 at the caller's deadline
+        else:
+            info = self.queue.get(job_id)
+        return JSONResponse(info.to_json())
+
+    async def cancel(self, request: Request) -> Response:
+        job_id = self.known(request)
+        mode = request.query_params.get("mode", "safe")
+        if mode not in CANCEL_MODES:
+            return error(400, f"`mode` must be 'safe' or 'now', not {mode[:40]!r}")
+        accepted = self.queue.cancel(job_id, "safe" if mode == "safe" else "now")
+        return JSONResponse({"accepted": accepted, "job": self.queue.get(job_id).to_json()})
+
+    async def job_events(self, request: Request) -> Response:
+        return EventStream(self.queue.subscribe(self.known(request)))
+
+    async def all_events(self, request: Request) -> Response:
+        return EventStream(self.queue.subscribe())
+
+    async def health(self, request: Request) -> Response:
+        stats = self.queue.statistics()
+        return JSONResponse({"status": "serving", "queue": stats.to_json()})
+
+    def known(self, request: Request) -> str:
+        job_id = str(request.path_params["job_id"])
+        try:
+            self.queue.get(job_id)
+        except UnknownJob:
+            raise HTTPException(404, f"no job {job_id[:80]!r}") from None
+        return job_id
 
 
-async def unhurried(send: Send, message: Message) -> None:
-    """Send a message whole, even after the request's context ended: an HTTP message cut in two
-    breaks the connection. Bounded, for a client that stopped reading."""
-    with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
-        await send(message)
+class EventStream(StreamingResponse):
+    """Server-sent events of one subscription, which it closes whatever ends the stream."""
+
+    def __init__(self, subscription: Subscription) -> None:
+        self.subscription = subscription
+        super().__init__(
+            _sse(subscription),
+            headers={"content-type": "text/event-stream", "cache-control": "no-cache"},
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with self.subscription:  # a client that left, a deadline: unsubscribed either way
+            await super().__call__(scope, receive, send)
 
 
-def seconds(value: object) -> float | None:
-    """A JSON number (or null) as seconds; submit() checks the range and names the field."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if value is None:
-        return None
-    raise SpecError(f"a timeout must be a number of seconds, not {value!r}")
+class _sse:  # used like a generator function, without an async generator's finaliser
+    """Encodes each event of ``subscription`` as an SSE chunk."""
+
+    def __init__(self, subscription: Subscription) -> None:
+        self.subscription = subscription
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        event = await self.subscription.__anext__()
+        return f"event: {event.type}\ndata: {json.dumps(event.to_json())}\n\n".encode()
 
 
-def allow(method: str, *allowed: str) -> None:
-    if method not in allowed:
-        raise HTTPError(405, f"method {method} not allowed here (use {' or '.join(allowed)})")
-
-
-def known(job_id: str, queue: JobQueue) -> str:
-    try:
-        queue.get(job_id)
-    except UnknownJob as exc:
-        raise HTTPError(404, str(exc)) from None
-    return job_id
-
-
-async def read_json(receive: Receive) -> object:
+async def read_json(request: Request) -> object:
+    """The body as JSON: at most ``MAX_BODY`` bytes, no NaN or Infinity, nesting bounded."""
     body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise HTTPError(400, "the client left before sending the body")
-        body += message.get("body", b"")
-        if len(body) > MAX_BODY:
-            raise HTTPError(413, f"the body is larger than {MAX_BODY} bytes")
-        if not message.get("more_body", False):
-            break
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                raise HTTPException(413, f"the body is larger than {MAX_BODY} bytes")
+    except ClientDisconnect:
+        raise HTTPException(400, "the client left before sending the body") from None
     try:
         return json.loads(body, parse_constant=reject_constant)
-    except ValueError as exc:
-        raise HTTPError(400, f"the body is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise HTTPException(400, f"the body is not valid JSON: {str(exc)[:200]}") from None
 
 
 def reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not a JSON number")
 
 
-async def send_json(
-    send: Send, status: int, body: object, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    data = json.dumps(body, allow_nan=False, default=str).encode() + b"\n"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(data)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": data, "more_body": False})
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 0 < len(key) <= MAX_KEY or not key.isprintable():
+        raise HTTPException(400, f"`Idempotency-Key` must be 1 to {MAX_KEY} printable characters")
+    return key
 
 
-async def lifespan(receive: Receive, send: Send) -> None:
-    """Nothing to set up: the queue's lifetime is the caller's ``async with``."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+def flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "0") not in ("", "0", "false")

@@ -218,14 +218,14 @@ class JobEvent:
     new_outputs: tuple[str, ...] = ()  # the outputs of the steps since the reader's last event
 
     def to_json(self) -> dict[str, Any]:
-        """What goes on the wire. A ``"state"`` event carries the whole job; a ``"progress"``
-        event only what changed: the counters and ``new_outputs`` (steps ``step -
-        len(new_outputs) + 1`` to ``step``), never everything so far."""
-        if self.type == "state":
-            return {"type": self.type, "job": self.job.to_json()}
+        """What goes on the wire (an SSE event's ``data``). A ``"state"`` event carries the whole
+        job; a ``"progress"`` event only what changed: the counters and ``new_outputs`` (the
+        outputs of steps ``step - len(new_outputs) + 1`` to ``step``), never everything so far."""
         job = self.job.to_json()
-        del job["outputs"], job["spec"]
-        return {"type": self.type, "job": job, "new_outputs": list(self.new_outputs)}
+        if self.type == "progress":
+            del job["outputs"], job["spec"]
+            job["new_outputs"] = list(self.new_outputs)
+        return job
 
 
 # -- errors, and the causes the queue cancels contexts with ---------------------------------

@@ -62,6 +62,9 @@ class QueueStatistics:
     cached_results: int
     closed: bool
 
+    def to_json(self) -> dict[str, int | bool]:
+        return attrs.asdict(self)
+
 
 def check_timeout(name: str, value: object) -> float | None:
     """None, or a positive number of seconds up to ``MAX_SECONDS`` (as a float)."""
