@@ -37,6 +37,7 @@ import json
 import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import aclosing
 from typing import Any, Final, cast
 
 from starlette.applications import Starlette
@@ -257,10 +258,11 @@ async def read_json(request: Request) -> object:
     """The body as JSON: at most ``MAX_BODY`` bytes, no NaN or Infinity, nesting bounded."""
     body = bytearray()
     try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                raise HTTPException(413, f"the body is larger than {MAX_BODY} bytes")
+        async with aclosing(request.stream()) as chunks:
+            async for chunk in chunks:
+                body += chunk
+                if len(body) > MAX_BODY:
+                    raise HTTPException(413, f"the body is larger than {MAX_BODY} bytes")
     except ClientDisconnect:
         raise HTTPException(400, "the client left before sending the body") from None
     try:

@@ -53,7 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--port", type=int, default=8000, help="port (default 8000; 0: any free)")
     add("--limit", type=int, default=2, help="jobs running at once (default 2)")
     add("--grace", type=float, default=30.0, help="seconds running jobs get to finish on close")
-    add("--token", default=os.environ.get(TOKEN_ENV), help=f"bearer token (or ${TOKEN_ENV})")
+    add(
+        "--token", default=os.environ.get(TOKEN_ENV) or None, help=f"bearer token (or ${TOKEN_ENV})"
+    )
     add("--backlog", type=int, default=1024, help="listen backlog (default 1024)")
     add("--history", type=int, default=100, help="finished jobs remembered (default 100)")
     add("--max-queued", type=int, default=100, help="jobs that may wait; more get 429")
@@ -143,8 +145,8 @@ async def serve_until_signal(options: ServerOptions) -> int:
             binds = await nursery.start(serve, options, soft)
             print(f"jobs: serving on {binds[0]} (Ctrl-C: close, twice: destroy)", flush=True)
         hard = tc.hard_context(soft)
+        forced = hard is not None and hard.done.is_set()  # read before the block cancels it
         cause = soft.cause
     print("jobs: stopped", flush=True)
-    forced = hard is not None and hard.done.is_set()
     interrupted = isinstance(cause, tc.SignalReceived) and cause.signum == signal.SIGINT
     return 130 if forced or interrupted else 0

@@ -103,6 +103,7 @@ class JobQueue:
         self._finished_ids: deque[str] = deque()  # oldest first, for forgetting
         self._cache: OrderedDict[JobSpec, tuple[str, ...]] = OrderedDict()  # least recent first
         self._subscribers: set[Subscription] = set()
+        self._waiters = 0  # tasks in wait(): long polls
         self._drained = trio.Event()  # set while no job is queued or running
         self._drained.set()
         self._deadlines: list[tuple[tc.CancelContext, Callable[[], bool]]] = []  # close(timeout)
@@ -389,7 +390,11 @@ class JobQueue:
     async def wait(self, job_id: str) -> JobInfo:
         """Wait until the job is final and return its snapshot. Raises :class:`UnknownJob`."""
         job = self._get(job_id)
-        await job.finished.wait()
+        self._waiters += 1
+        try:
+            await job.finished.wait()
+        finally:
+            self._waiters -= 1
         return job.info()
 
     async def join(self) -> None:
@@ -420,6 +425,7 @@ class JobQueue:
             running=self._running,
             finished=len(self._finished_ids),
             subscribers=len(self._subscribers),
+            waiters=self._waiters,
             cached_results=len(self._cache),
             closed=self._intake.done.is_set(),
         )

@@ -58,7 +58,8 @@ class QueueStatistics:
     queued: int
     running: int  # running or cancelling: each holds one of the ``limit`` slots
     finished: int  # the finished jobs still remembered
-    subscribers: int
+    subscribers: int  # open event streams
+    waiters: int  # tasks waiting for a final state (long polls)
     cached_results: int
     closed: bool
 
