@@ -36,7 +36,7 @@ import trio
 import trio_context as tc
 
 from .demo import format_final, run_demo
-from .jobqueue import open_job_queue
+from .lifetime import open_job_queue
 from .server import TOKEN_ENV, ServerOptions, serve
 
 

@@ -2,9 +2,10 @@
 
 Rules for callers:
 
-- Open it with ``async with open_job_queue(ctx, limit=2) as queue:``. The queue belongs to that
-  block, like a nursery: leaving the block stops taking jobs and waits for every submitted one
-  (queued ones included). An exception out of the block, or ``ctx`` being done, destroys it.
+- Open it with ``async with open_job_queue(ctx, limit=2) as queue:`` (``lifetime.py``). The
+  queue belongs to that block, like a nursery: leaving the block stops taking jobs and waits for
+  every submitted one (queued ones included). An exception out of the block, or ``ctx`` being
+  done, destroys it.
 - ``submit(spec)`` returns a job id at once; ``get``/``jobs`` give snapshots; ``subscribe``
   gives an event stream (``events.py``); ``wait(job_id)`` waits for a final state.
 - ``cancel(job_id, mode="safe")``: a queued job is removed and never starts; a running one stops
@@ -39,10 +40,8 @@ and a context that ended the work says why: "stalled", "timed out", or the queue
 
 from __future__ import annotations
 
-import itertools
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import trio
@@ -66,8 +65,8 @@ from .model import (
     State,
     UnknownJob,
 )
-from .records import JobRecord, QueueStatistics, check_count, check_memory, check_timeout
-from .work import WORK, Steps, Work, WorkerOutOfMemory
+from .records import JobRecord, QueueStatistics, check_memory, check_timeout
+from .work import Steps, Work, retrying
 
 
 class JobQueue:
@@ -193,54 +192,21 @@ class JobQueue:
         error: Exception | None = None
         interrupted = True  # until the work returns or raises an Exception
         try:
-            await self._work_retrying(job, ctx, steps)
+            work = self._work[job.spec.kind]
+            await retrying(work, ctx, job.spec, steps, stopping=lambda: job.state == "cancelling")
             interrupted = False
         except tc.ContextError:
-            interrupted = False  # a context stopped the work: _outcome() says which one
+            interrupted = False  # a context stopped the work: job.outcome() says which one
         except Exception as exc:
             error = exc
             interrupted = False
         finally:
-            state, reason = self._outcome(job, ctx, error, interrupted)
+            state, reason = job.outcome(ctx, error, interrupted=interrupted)
             for owned in (ctx, job.idle, job.ctx, job.stop, job.escalation):
                 if isinstance(owned, tc.CancelContext):
                     owned.cancel()  # their work is over
             self._running -= 1
             self._finish(job, state, reason)
-
-    async def _work_retrying(self, job: _Job, ctx: tc.Context, steps: Steps) -> None:
-        """Run the job's work; a worker stopped for memory is retried once, in a fresh worker
-        that starts at the first unfinished step (Piscina's restart after ``resourceLimits``)."""
-        work = self._work[job.spec.kind]
-        try:
-            await work(ctx, job.spec, steps)
-        except WorkerOutOfMemory as first:
-            if job.state == "cancelling" or ctx.err is not None or steps.stop.done.is_set():
-                raise
-            try:
-                await work(ctx, job.spec, steps)
-            except WorkerOutOfMemory as second:
-                message = f"{second.cause}, in the first worker and in a fresh one"
-                raise WorkerOutOfMemory(message, second.cause) from first
-
-    def _outcome(
-        self, job: JobRecord, ctx: tc.Context, error: Exception | None, interrupted: bool
-    ) -> tuple[State, str | None]:
-        done, total = len(job.outputs), job.spec.steps
-        if job.state == "cancelling":
-            return "cancelled", f"{job.why}, stopped after step {done} of {total}"
-        if isinstance(error, WorkerOutOfMemory):
-            return "failed", f"out of memory: {error}, at step {done} of {total}"
-        if error is not None:
-            return "failed", f"error: {type(error).__name__}: {error}"
-        if done >= total:
-            return "done", None
-        cause = ctx.cause
-        if isinstance(cause, JobStalled | JobTimedOut):
-            return "failed", f"{cause}, at step {done} of {total}"
-        if cause is not None or interrupted:
-            return "cancelled", f"{cause or 'interrupted'}, stopped after step {done} of {total}"
-        return "failed", f"the work ended after {done} of {total} steps"
 
     def _start_stall_clock(self, job: JobRecord) -> None:
         """The work has started (a worker process is up): from now on, ``stall_timeout``
@@ -443,98 +409,3 @@ class JobQueue:
             f"<JobQueue limit {s.limit}: {s.queued} queued, {s.running} running, "
             f"{s.finished} finished{', closed' if s.closed else ''}>"
         )
-
-
-@asynccontextmanager
-async def open_job_queue(
-    ctx: tc.Context,
-    *,
-    limit: int,
-    work: Mapping[str, Work] | None = None,
-    cache_size: int = 32,
-    keep_finished: int = 100,
-    grace: float = 5.0,
-    memory_limit: int | None = None,
-    max_queued: int = 1000,
-    escalate_after: float | None = None,
-    new_id: Callable[[], str] | None = None,
-) -> AsyncGenerator[JobQueue]:
-    """Open a job queue that runs at most ``limit`` jobs at once, under ``ctx``.
-
-    ``work`` maps a spec's ``kind`` to the function that runs it (default: ``work.WORK``, the
-    async, thread and process kinds). ``cache_size`` results are kept (least recently used
-    first out; 0 turns the cache off), and the ``keep_finished`` newest finished jobs. ``grace``
-    is how long a worker process may take to stop after SIGTERM before it gets SIGKILL.
-    ``memory_limit`` (bytes) bounds every ``"process"`` job's worker tree (a job may ask for
-    less); one stopped for memory is retried once in a fresh worker, then the job fails.
-    ``max_queued`` jobs may wait for a slot (``submit`` raises :class:`QueueFull` beyond).
-    ``escalate_after``: a safe cancel that has not stopped the job after that many seconds
-    becomes a cancel now (None: it waits for the next step boundary however long it takes).
-    ``new_id()`` makes job ids (default ``job-1``, ``job-2``...; a server passes unguessable
-    ones).
-
-    Leaving the block takes no more jobs and waits for every submitted one; an exception, or
-    ``ctx`` being done, destroys the queue first. Either way no task, thread or process of the
-    queue is left when the block is over.
-
-    Raises:
-        ValueError: ``limit`` is not a positive int, or a bad ``cache_size``/``keep_finished``/
-            ``memory_limit``/``max_queued``. SpecError: a bad ``escalate_after``.
-    """
-    check_count("limit", limit, 1)
-    check_memory("memory_limit", memory_limit)
-    check_count("cache_size", cache_size, 0)
-    check_count("keep_finished", keep_finished, 0)
-    check_count("max_queued", max_queued, 0)
-    if escalate_after is not None:
-        check_timeout("escalate_after", escalate_after)
-    counter = itertools.count(1)
-    intake = tc.with_cancel(ctx)
-    failure: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        group: tc.TaskGroup = await nursery.start(_job_group, ctx, intake, limit, grace)
-        queue = JobQueue(
-            group,
-            intake,
-            work=WORK if work is None else work,
-            cache_size=cache_size,
-            keep_finished=keep_finished,
-            grace=grace,
-            memory_limit=memory_limit,
-            max_queued=max_queued,
-            escalate_after=escalate_after,
-            new_id=new_id or (lambda: f"job-{next(counter)}"),
-        )
-        stop_watching = tc.after_func(ctx, queue.destroy)
-        try:
-            yield queue
-        except BaseException as exc:
-            queue.destroy()
-            failure = exc  # raised below as it is, not wrapped in the nursery's ExceptionGroup
-        intake.cancel(QueueClosed("the queue's block is over"))  # the group waits for the jobs
-    stop_watching()
-    queue.destroy()  # a no-op unless ctx ended and left jobs whose task never began
-    if failure is not None:
-        raise failure
-
-
-async def _job_group(
-    ctx: tc.Context,
-    intake: tc.Context,
-    limit: int,
-    grace: float,
-    *,
-    task_status: trio.TaskStatus[tc.TaskGroup] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Hold the group the jobs run in: open while ``intake`` takes jobs, then wait for them.
-
-    A job still running ``grace`` (plus a margin) after the group was cancelled is reported by
-    the group's stuck-task watchdog."""
-    try:
-        async with tc.open_group(ctx, limit=limit, grace=2 * grace + 1) as group:
-            task_status.started(group)
-            await intake.done.wait()
-    except tc.ContextError:
-        if ctx.err is None:
-            raise
-        # ctx ended: after_func made that a destroy(); the group's tasks have all finished

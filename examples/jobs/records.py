@@ -10,7 +10,18 @@ import trio
 
 import trio_context as tc
 
-from .model import MAX_SECONDS, CancelMode, JobInfo, JobSpec, SpecError, State, check_seconds
+from .model import (
+    MAX_SECONDS,
+    CancelMode,
+    JobInfo,
+    JobSpec,
+    JobStalled,
+    JobTimedOut,
+    SpecError,
+    State,
+    check_seconds,
+)
+from .work import WorkerOutOfMemory
 
 
 @attrs.define(eq=False)
@@ -35,6 +46,29 @@ class JobRecord:
     idle: tc.IdleContext | None = None  # the stall clock, from the moment the work started
     escalation: tc.CancelContext | None = None  # a safe cancel's "now" twin (with_grace)
     finished: trio.Event = attrs.Factory(trio.Event)
+
+    def outcome(
+        self, ctx: tc.Context, error: Exception | None, *, interrupted: bool
+    ) -> tuple[State, str | None]:
+        """The final state and reason once the work under ``ctx`` is over: an accepted cancel
+        wins, then an error of the work, then all steps finished, then the context that ended
+        the work (a stall or a timeout fails the job, anything else cancels it). A worker
+        stopped for memory (twice: it is retried once) fails the job "out of memory"."""
+        done, total = len(self.outputs), self.spec.steps
+        if self.state == "cancelling":
+            return "cancelled", f"{self.why}, stopped after step {done} of {total}"
+        if isinstance(error, WorkerOutOfMemory):
+            return "failed", f"out of memory: {error}, at step {done} of {total}"
+        if error is not None:
+            return "failed", f"error: {type(error).__name__}: {error}"
+        if done >= total:
+            return "done", None
+        cause = ctx.cause
+        if isinstance(cause, JobStalled | JobTimedOut):
+            return "failed", f"{cause}, at step {done} of {total}"
+        if cause is not None or interrupted:
+            return "cancelled", f"{cause or 'interrupted'}, stopped after step {done} of {total}"
+        return "failed", f"the work ended after {done} of {total} steps"
 
     def info(self) -> JobInfo:
         return JobInfo(

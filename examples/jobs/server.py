@@ -27,7 +27,7 @@ import trio
 import trio_context as tc
 
 from .api import make_app
-from .jobqueue import open_job_queue
+from .lifetime import open_job_queue
 
 TOKEN_ENV: Final = "JOBS_TOKEN"  # the environment variable the bearer token may come from
 

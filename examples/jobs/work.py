@@ -187,6 +187,24 @@ async def process_steps(ctx: tc.Context, spec: JobSpec, steps: Steps) -> None:
     raise StepFailed(f"worker {result.describe()}: {last[0]}")
 
 
+async def retrying(
+    work: Work, ctx: tc.Context, spec: JobSpec, steps: Steps, *, stopping: Callable[[], bool]
+) -> None:
+    """Run ``work``; a worker stopped for memory is retried once, in a fresh worker that starts
+    at the first unfinished step (Piscina's restart after ``resourceLimits``), unless the job
+    is ``stopping()`` (a cancel) or its context ended."""
+    try:
+        await work(ctx, spec, steps)
+    except WorkerOutOfMemory as first:
+        if stopping() or ctx.err is not None or steps.stop.done.is_set():
+            raise
+        try:
+            await work(ctx, spec, steps)
+        except WorkerOutOfMemory as second:
+            message = f"{second.cause}, in the first worker and in a fresh one"
+            raise WorkerOutOfMemory(message, second.cause) from first
+
+
 def worker_command(spec: JobSpec, *, first: int = 1) -> list[str]:
     """The worker's command line, starting at step ``first``. Values go as ``--name=value``: a
     value can never be taken for an option (the spec's checks refuse a prompt that starts with

@@ -17,7 +17,8 @@ import trio
 import trio.testing
 
 import trio_context as tc
-from jobs.jobqueue import JobQueue, open_job_queue
+from jobs.jobqueue import JobQueue
+from jobs.lifetime import open_job_queue
 from jobs.model import JobEvent, JobInfo, JobSpec, QueueClosed, SpecError, UnknownJob
 from jobs.work import WORK, WORKER, Steps, output_for
 from support import child_pids, needs_proc

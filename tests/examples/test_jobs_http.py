@@ -16,7 +16,8 @@ import trio
 
 import trio_context as tc
 from jobs.api import make_app
-from jobs.jobqueue import JobQueue, open_job_queue
+from jobs.jobqueue import JobQueue
+from jobs.lifetime import open_job_queue
 from support import serving
 
 httpx = pytest.importorskip("httpx")
