@@ -261,3 +261,49 @@ async def test_real_server_survives_30_nearly_spent_deadlines_on_every_path(
                     assert response.json()["error"] == "deadline exceeded"
             ok = await client.get("/json")
         assert ok.status_code == 200 and ok.text.endswith("end\n")
+
+
+async def test_stack_dumps_see_the_app_through_the_middleware() -> None:
+    app_sleeping = trio.Event()
+
+    async def slow_handler(scope: Any, receive: Any, send: Any) -> None:
+        app_sleeping.set()
+        await trio.sleep_forever()
+
+    server = SlowServer(b"9S")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.run, slow_handler)
+        await app_sleeping.wait()
+        await trio.testing.wait_all_tasks_blocked()
+        (task,) = nursery.child_tasks
+        names = [frame.f_code.co_name for frame, _ in task.iter_await_frames()]
+        assert "slow_handler" in names and names.index("slow_handler") > names.index("__call__")
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_disconnect_during_a_slow_handler_is_seen_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The disconnect watcher starts when the app first waits on something else than the
+    server (an app that answers at once never needs one)."""
+    seen: list[tc.Context] = []
+    gone = trio.Event()
+
+    async def receive() -> Message:
+        if not seen:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        raise AssertionError("nothing is sent to a client that left")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(tc.current())
+        gone.set()
+        await trio.sleep(100)
+
+    scope: Message = {"type": "http", "method": "GET", "path": "/", "headers": []}
+    await tc.ContextMiddleware(app)(scope, receive, send)
+    assert trio.current_time() == 0
+    assert isinstance(seen[0].cause, ConnectionAbortedError)

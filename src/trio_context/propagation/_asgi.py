@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
+from typing import Any, Final, cast
 
 import trio
 
@@ -114,21 +114,27 @@ class ContextMiddleware:
             await self.app(scope, receive, send)
             return
         ctx, cancel = self._context_for(scope)
-        response = _Response(send, ctx, self.send_grace)
+        relay = _Relay(receive, cancel)
+        response = _Response(send, ctx, self.send_grace, relay)
         error: Exception | None = None
         try:
-            async with trio.open_nursery() as nursery:
-                relay = _Relay(receive, cancel, nursery)
-                await relay.prime()
-                try:
-                    with ctx.move_on():
-                        await self.app({**scope, "trio_context": ctx}, relay.receive, response.send)
-                except Exception as exc:
-                    error = exc  # handled below, never wrapped in an ExceptionGroup
-                nursery.cancel_scope.cancel()
-            await self._finish(response, ctx, error, disconnected=relay.disconnected)
+            await relay.prime()
+            try:
+                with ctx.move_on():
+                    app = self.app({**scope, "trio_context": ctx}, relay.receive, response.send)
+                    if isinstance(app, Coroutine):
+                        await _Watched(cast("Coroutine[Any, Any, object]", app), relay)
+                    else:  # some other awaitable: watch from the start
+                        relay.paused()
+                        await app
+            except Exception as exc:
+                error = exc  # handled below
+            relay.stop()
+            if error is not None or not response.complete:  # else: nothing left to do
+                await self._finish(response, ctx, error, disconnected=relay.disconnected)
         finally:
             del error
+            relay.stop()
             response.close()
             cancel.cancel()
 
@@ -193,8 +199,9 @@ class _Response:
     """The server's ``send`` as the app sees it: each message goes out whole, and the state of
     the response (started, complete) is known afterwards. Trio thread only."""
 
-    def __init__(self, send: Send, ctx: Context, grace: float) -> None:
+    def __init__(self, send: Send, ctx: Context, grace: float, relay: _Relay) -> None:
         self._send = send
+        self._relay = relay
         self._ctx = ctx
         self._grace = grace
         self._sending: trio.CancelScope | None = None  # the body chunk being sent
@@ -203,6 +210,13 @@ class _Response:
         self.complete = False
 
     async def send(self, message: Message) -> None:
+        self._relay.busy += 1
+        try:
+            await self._send_whole(message)
+        finally:
+            self._relay.busy -= 1
+
+    async def _send_whole(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
             self.started = True
@@ -213,11 +227,18 @@ class _Response:
             await self._send(message)
             return
         self.complete = not message.get("more_body", False)
-        with trio.CancelScope(shield=True) as sending:
-            if self._ctx.done.is_set():
-                sending.deadline = trio.current_time() + self._grace
-            elif self._stop_watching is None:
+        if self._ctx.done.is_set():
+            deadline = trio.current_time() + self._grace
+        else:
+            # A chunk that fits in the socket's buffers does not wait for the client: only a
+            # stream or a large body needs to hear when the context ends (the common short
+            # answer saves the registration); a deadline is known already.
+            deadline = self._ctx.deadline + self._grace
+            if self._stop_watching is None and (
+                not self.complete or len(message.get("body", b"")) > _SMALL
+            ):
                 self._stop_watching = after_func(self._ctx, self._hurry)
+        with trio.CancelScope(shield=True, deadline=deadline) as sending:
             self._sending = sending
             try:
                 await self._send(message)
@@ -240,20 +261,31 @@ class _Response:
             self._stop_watching()
 
 
+_SMALL: Final = 64 * 1024  # bytes
+
+
 class _Relay:
     """Owns the server's ``receive``: hands the app its messages and, once the request body is
-    complete, keeps listening for ``http.disconnect`` to cancel the request context at once.
+    complete and the app waits on something else than the server, listens for
+    ``http.disconnect`` to cancel the request context at once.
 
-    Only one of the app and the watcher ever waits on the server's ``receive`` at a time.
+    Only one of the app and the watcher ever waits on the server's ``receive`` at a time. The
+    watcher is a trio system task, started only when the app first waits elsewhere (see
+    :class:`_Watched`: an app that answers at once never needs one, and a task per request
+    was the middleware's main cost) and stopped by :meth:`stop`; it never raises.
     """
 
-    def __init__(self, receive: Receive, cancel: CancelContext, nursery: trio.Nursery) -> None:
+    def __init__(self, receive: Receive, cancel: CancelContext) -> None:
         self._receive = receive
         self._cancel = cancel
-        self._nursery = nursery
         self._first: Message | None = None
         self._final: Message | None = None  # the message the watcher got (a disconnect)
         self._final_ready = trio.Event()
+        self._body_done = False  # the request body is complete: only a disconnect can follow
+        self._watching = False  # the watcher owns the server's receive
+        self._watch_scope: trio.CancelScope | None = None
+        self._stopped = False
+        self.busy = 0  # calls of the server's send or receive in progress
         self.disconnected = False
 
     async def prime(self) -> None:
@@ -269,27 +301,89 @@ class _Relay:
             self._final = message
             self._final_ready.set()
         elif kind == "http.request" and not message.get("more_body", False):
-            self._nursery.start_soon(self._watch)
+            self._body_done = True
+
+    def paused(self) -> None:
+        """The app is waiting (trio thread): watch for a disconnect unless it waits on the
+        server, or a watcher runs already."""
+        if self._body_done and not self._watching and not self.busy and not self._stopped:
+            self._watching = True
+            trio.lowlevel.spawn_system_task(self._watch, name="trio_context.ContextMiddleware")
 
     def _disconnect(self) -> None:
         self.disconnected = True
         self._cancel.cancel(ConnectionAbortedError("the client disconnected"))
 
     async def _watch(self) -> None:
-        message = await self._receive()
-        if message.get("type") == "http.disconnect":
-            self._disconnect()
-        self._final = message
-        self._final_ready.set()
+        with trio.CancelScope() as self._watch_scope:
+            if self._stopped:
+                return
+            try:
+                message = await self._receive()
+            except Exception:  # the server closed its side: as good as a disconnect
+                message = {"type": "http.disconnect"}
+            if message.get("type") == "http.disconnect":
+                self._disconnect()
+            self._final = message
+            self._final_ready.set()
+
+    def stop(self) -> None:
+        """The request is over: stop listening. Idempotent."""
+        self._stopped = True
+        if self._watch_scope is not None:
+            self._watch_scope.cancel()
 
     async def receive(self) -> Message:
         if self._first is not None:
             message, self._first = self._first, None
             return message
-        if self._final is not None or self._nursery.child_tasks:
+        if self._final is not None or self._watching:
             await self._final_ready.wait()
             assert self._final is not None
             return self._final
-        message = await self._receive()
+        self.busy += 1
+        try:
+            message = await self._receive()
+        finally:
+            self.busy -= 1
         self._after(message)
         return message
+
+
+class _Watched:
+    """Awaits the app's coroutine exactly as ``await`` would (the same ``send``/``throw``/
+    ``close`` calls; trio's stack dumps see through it, ``gi_yieldfrom``) and tells the relay
+    each time the app suspends, so that the disconnect watcher starts only when needed."""
+
+    __slots__ = ("_coro", "_relay")
+    gi_frame = None  # for trio's Task.iter_await_frames: no frame of its own
+
+    def __init__(self, coro: Coroutine[Any, Any, object], relay: _Relay) -> None:
+        self._coro = coro
+        self._relay = relay
+
+    @property
+    def gi_yieldfrom(self) -> Coroutine[Any, Any, object]:
+        return self._coro
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        return self  # type: ignore[return-value]  # the generator protocol, by hand
+
+    def __iter__(self) -> _Watched:
+        return self
+
+    def __next__(self) -> object:
+        return self.send(None)
+
+    def send(self, value: object) -> object:
+        yielded = self._coro.send(value)  # StopIteration ends the await, as it should
+        self._relay.paused()
+        return yielded
+
+    def throw(self, exc: BaseException) -> object:
+        yielded = self._coro.throw(exc)
+        self._relay.paused()
+        return yielded
+
+    def close(self) -> None:
+        self._coro.close()
