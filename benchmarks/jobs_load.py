@@ -34,7 +34,7 @@ from typing import Any
 import trio
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = {"kind": "async", "steps": 10, "step_seconds": 0.02}
+SPEC = {"kind": "async", "steps": 10, "step_seconds": 0.05}
 
 
 def rss_mb(pid: int) -> float:
@@ -79,26 +79,46 @@ async def load(url: str, jobs: int, budget: float) -> dict[str, Any]:
     ids: list[str] = []
     latencies: dict[str, list[float]] = {"safe": [], "now": []}
     dropped = 0
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=jobs)
+    # No keep-alive: every request opens its own connection (a reused one may race the server's
+    # keep-alive timeout), so the burst is `jobs` connections at once.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=budget) as client:
 
-        async def post(i: int) -> None:
+        async def job(i: int) -> None:
+            """Post one job, then: cancel it (a third), drop a stream on it (a fifth), or wait."""
             try:
                 response = await client.post("/jobs", json={**SPEC, "prompt": f"job {i}"})
             except httpx.TransportError as exc:
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 return
-            if response.status_code == 201:
-                ids.append(response.json()["id"])
-            else:
-                errors[f"HTTP {response.status_code}"] = errors.get(f"HTTP {response.status_code}", 0) + 1
+            if response.status_code != 201:
+                key = f"HTTP {response.status_code}"
+                errors[key] = errors.get(key, 0) + 1
+                return
+            job_id = response.json()["id"]
+            ids.append(job_id)
+            if i % 3 == 0:
+                await trio.sleep(0.1 * (i % 7))  # some still queued, some running
+                await cancel(job_id, "safe" if i % 2 else "now")
+                return
+            if i % 5 == 1:
+                await drop_stream(job_id)
+            await client.get(f"/jobs/{job_id}", params={"wait": "1"})
 
         async def cancel(job_id: str, mode: str) -> None:
-            started = time.perf_counter()
-            await client.post(f"/jobs/{job_id}/cancel", params={"mode": mode})
-            final = (await client.get(f"/jobs/{job_id}", params={"wait": "1"})).json()
-            if final["state"] == "cancelled":
-                latencies[mode].append(time.perf_counter() - started)
+            """Cancel with a stream open on the job: the latency is from sending the cancel to
+            the final state arriving on the stream (no new connection in between)."""
+            async with client.stream("GET", f"/jobs/{job_id}/events") as response:
+                lines = response.aiter_lines()
+                async for line in lines:
+                    if line.startswith("data: "):
+                        break  # subscribed
+                started = time.perf_counter()
+                await client.post(f"/jobs/{job_id}/cancel", params={"mode": mode})
+                async for line in lines:
+                    if line.startswith("data: ") and '"state": "cancelled"' in line:
+                        latencies[mode].append(time.perf_counter() - started)
+                        break
 
         async def drop_stream(job_id: str) -> None:
             nonlocal dropped
@@ -108,23 +128,26 @@ async def load(url: str, jobs: int, budget: float) -> dict[str, Any]:
                         dropped += 1
                         break  # hang up mid-stream
 
-        async def wait(job_id: str) -> None:
-            await client.get(f"/jobs/{job_id}", params={"wait": "1"})
+        async def counted(i: int) -> None:
+            try:
+                await job(i)
+            except httpx.TransportError as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
 
         with trio.fail_after(budget):
             began = time.perf_counter()
             async with trio.open_nursery() as nursery:
                 for i in range(jobs):
-                    nursery.start_soon(post, i)
-            async with trio.open_nursery() as nursery:
-                for k, job_id in enumerate(ids):
-                    if k % 3 == 0:
-                        nursery.start_soon(cancel, job_id, "safe" if k % 2 else "now")
-                    else:
-                        if k % 5 == 1:
-                            nursery.start_soon(drop_stream, job_id)
-                        nursery.start_soon(wait, job_id)
+                    nursery.start_soon(counted, i)
             elapsed = time.perf_counter() - began
+            quiet: dict[str, list[float]] = {"safe": [], "now": []}
+            burst, latencies = latencies, quiet
+            for i in range(40):  # then one at a time, on a quiet server
+                response = await client.post("/jobs", json={**SPEC, "prompt": f"quiet {i}"})
+                job_id = response.json()["id"]
+                await trio.sleep(0.12)  # running, between step boundaries
+                await cancel(job_id, "safe" if i % 2 else "now")
+            latencies = burst
             states = [job["state"] for job in (await client.get("/jobs")).json()["jobs"]]
             health = (await client.get("/health")).json()["queue"]
     return {
@@ -132,6 +155,7 @@ async def load(url: str, jobs: int, budget: float) -> dict[str, Any]:
         "accepted": len(ids),
         "errors": errors,
         "latencies": latencies,
+        "quiet": quiet,
         "dropped": dropped,
         "states": {state: states.count(state) for state in sorted(set(states))},
         "subscribers_left": health["subscribers"],
@@ -140,7 +164,7 @@ async def load(url: str, jobs: int, budget: float) -> dict[str, Any]:
 
 def part1(jobs: int, backlog: int, budget: float) -> None:
     command = [sys.executable, "examples/jobs", "serve", "--port", "0", "--limit", "50",
-               "--max-queued", str(jobs), "--history", str(jobs), "--backlog", str(backlog),
+               "--max-queued", str(jobs), "--history", str(jobs + 100), "--backlog", str(backlog),
                "--no-access-log", "--grace", "5"]  # fmt: skip
     proc, url = start(command)
     try:
@@ -155,15 +179,19 @@ def part1(jobs: int, backlog: int, budget: float) -> None:
     print(f"job server, {jobs} jobs posted at once (backlog {backlog}), loopback:")
     print(f"  accepted {result['accepted']}, connection errors {result['errors'] or 0}")
     print(f"  {result['accepted'] / result['elapsed']:.0f} jobs/s "
-          f"({result['elapsed']:.2f} s until every job was final)")  # fmt: skip
-    for mode in ("now", "safe"):
-        values = lat[mode]
-        print(f"  cancel {mode:<4} latency p50 {percentile(values, 0.5) * 1000:.1f} ms, "
-              f"p99 {percentile(values, 0.99) * 1000:.1f} ms ({len(values)} cancels)")  # fmt: skip
+          f"({result['elapsed']:.2f} s until every job was final; 10 steps of 50 ms, "
+          "limit 50)")  # fmt: skip
+    for when, table in (("during the burst", lat), ("one at a time", result["quiet"])):
+        for mode in ("now", "safe"):
+            values = table[mode]
+            p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
+            print(f"  cancel {mode:<4} {when}: latency p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+                  f"({len(values)} cancels)")  # fmt: skip
     print(f"  final states {result['states']}; streams dropped {result['dropped']}, "
           f"subscribers left {result['subscribers_left']}")  # fmt: skip
-    print(f"  server RSS {before:.1f} MB before, {after:.1f} MB after; exit code {code} "
-          "after SIGTERM")
+    print(
+        f"  server RSS {before:.1f} MB before, {after:.1f} MB after; exit code {code} after SIGTERM"
+    )
 
 
 # -- part 2: a trivial ASGI app with and without ContextMiddleware ----------------------------
@@ -250,8 +278,10 @@ def part2(rounds: int, seconds: float) -> None:
     for name, table, unit in (("wall clock", rates, "req/s"), ("server CPU", per_cpu, "req/cpu-s")):
         bare, wrapped = statistics.median(table[False]), statistics.median(table[True])
         ratios = [w / b for w, b in zip(table[True], table[False], strict=True)]
-        print(f"  {name}: without ContextMiddleware {bare:.0f} {unit}, with {wrapped:.0f}: "
-              f"{wrapped / bare:.2f}x (rounds {', '.join(f'{r:.2f}' for r in ratios)})")
+        print(
+            f"  {name}: without ContextMiddleware {bare:.0f} {unit}, with {wrapped:.0f}: "
+            f"{wrapped / bare:.2f}x (rounds {', '.join(f'{r:.2f}' for r in ratios)})"
+        )
 
 
 def main() -> None:
