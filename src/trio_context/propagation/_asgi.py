@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
 from typing import Any, Final, cast
 
@@ -118,7 +119,6 @@ class ContextMiddleware:
         response = _Response(send, ctx, self.send_grace, relay)
         error: Exception | None = None
         try:
-            await relay.prime()
             try:
                 with ctx.move_on():
                     app = self.app({**scope, "trio_context": ctx}, relay.receive, response.send)
@@ -265,67 +265,62 @@ _SMALL: Final = 64 * 1024  # bytes
 
 
 class _Relay:
-    """Owns the server's ``receive``: hands the app its messages and, once the request body is
-    complete and the app waits on something else than the server, listens for
-    ``http.disconnect`` to cancel the request context at once.
+    """Owns the server's ``receive``: hands the app its messages and, while the app waits on
+    something else than the server, listens for ``http.disconnect`` to cancel the request
+    context at once.
 
-    Only one of the app and the watcher ever waits on the server's ``receive`` at a time. The
-    watcher is a trio system task, started only when the app first waits elsewhere (see
-    :class:`_Watched`: an app that answers at once never needs one, and a task per request
-    was the middleware's main cost) and stopped by :meth:`stop`; it never raises.
+    Only one of the app and the watcher ever waits on the server's ``receive`` at a time, and
+    the watcher never reads ahead more than one message the app has not taken (the server's
+    backpressure on a large body stays intact). The watcher is a trio system task, started only
+    when the app first waits elsewhere (see :class:`_Watched`: an app that answers at once never
+    needs one, and a task per request was the middleware's main cost) and stopped by
+    :meth:`stop`; it never raises.
     """
 
     def __init__(self, receive: Receive, cancel: CancelContext) -> None:
         self._receive = receive
         self._cancel = cancel
-        self._first: Message | None = None
-        self._final: Message | None = None  # the message the watcher got (a disconnect)
-        self._final_ready = trio.Event()
-        self._body_done = False  # the request body is complete: only a disconnect can follow
+        self._pending: deque[Message] = deque()  # what the watcher got, not yet taken
+        self._arrived = trio.Event()
+        self._disconnect_message: Message | None = None
         self._watching = False  # the watcher owns the server's receive
         self._watch_scope: trio.CancelScope | None = None
         self._stopped = False
         self.busy = 0  # calls of the server's send or receive in progress
         self.disconnected = False
 
-    async def prime(self) -> None:
-        # Reading the first message ourselves is cheap (one chunk) and lets us watch for a
-        # disconnect even while an app that ignores the body (a GET handler) is busy.
-        self._first = await self._receive()
-        self._after(self._first)
-
-    def _after(self, message: Message) -> None:
-        kind = message.get("type")
-        if kind == "http.disconnect":
-            self._disconnect()
-            self._final = message
-            self._final_ready.set()
-        elif kind == "http.request" and not message.get("more_body", False):
-            self._body_done = True
-
     def paused(self) -> None:
         """The app is waiting (trio thread): watch for a disconnect unless it waits on the
-        server, or a watcher runs already."""
-        if self._body_done and not self._watching and not self.busy and not self._stopped:
+        server, a watcher runs already, or a message it has not taken is waiting for it."""
+        if not (self._watching or self.busy or self._pending or self._stopped or self.disconnected):
             self._watching = True
             trio.lowlevel.spawn_system_task(self._watch, name="trio_context.ContextMiddleware")
 
-    def _disconnect(self) -> None:
-        self.disconnected = True
-        self._cancel.cancel(ConnectionAbortedError("the client disconnected"))
+    def _got(self, message: Message) -> None:
+        if message.get("type") == "http.disconnect":
+            self._disconnect_message = message
+            if not self.disconnected:
+                self.disconnected = True
+                self._cancel.cancel(ConnectionAbortedError("the client disconnected"))
 
     async def _watch(self) -> None:
         with trio.CancelScope() as self._watch_scope:
-            if self._stopped:
-                return
-            try:
-                message = await self._receive()
-            except Exception:  # the server closed its side: as good as a disconnect
-                message = {"type": "http.disconnect"}
-            if message.get("type") == "http.disconnect":
-                self._disconnect()
-            self._final = message
-            self._final_ready.set()
+            body_done = False
+            while not self._stopped:
+                try:
+                    message = await self._receive()
+                except Exception:  # the server closed its side: as good as a disconnect
+                    message = {"type": "http.disconnect"}
+                self._got(message)
+                self._pending.append(message)
+                self._arrived.set()
+                if message.get("type") != "http.request" or message.get("more_body", False):
+                    break  # a disconnect, or a body the app must read before we read on
+                if body_done:
+                    break  # a server that sends more after the body: not ours to judge
+                body_done = True  # the whole body: only a disconnect can follow
+        self._watching = False
+        self._arrived.set()
 
     def stop(self) -> None:
         """The request is over: stop listening. Idempotent."""
@@ -334,19 +329,20 @@ class _Relay:
             self._watch_scope.cancel()
 
     async def receive(self) -> Message:
-        if self._first is not None:
-            message, self._first = self._first, None
-            return message
-        if self._final is not None or self._watching:
-            await self._final_ready.wait()
-            assert self._final is not None
-            return self._final
+        while not self._pending and self._watching:
+            self._arrived = trio.Event()
+            await self._arrived.wait()
+        if self._pending:
+            return self._pending.popleft()
+        if self._disconnect_message is not None:
+            await trio.lowlevel.checkpoint()
+            return self._disconnect_message
         self.busy += 1
         try:
             message = await self._receive()
         finally:
             self.busy -= 1
-        self._after(message)
+        self._got(message)
         return message
 
 
