@@ -7,6 +7,7 @@ import copy
 import math
 import pickle
 import sys
+from typing import Any
 
 import pytest
 import trio
@@ -16,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import trio_context as tc
-from support import PROGRAMS
+from support import PROGRAMS, answering_lifespan, serving
 from trio_context.propagation import CANCEL_ACK_FD_ENV_VAR, CANCEL_FD_ENV_VAR, CancelChannel
 
 # -- RemoteCause ------------------------------------------------------------------------------
@@ -323,3 +324,111 @@ async def test_propagate_cause_false_keeps_the_channel_out() -> None:
         propagate_cause=False,
     )
     assert result.stdout.strip() == b"none"
+
+
+# -- over HTTP ----------------------------------------------------------------------------------
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("hypercorn")
+
+
+async def test_a_servers_deadline_arrives_typed_at_an_httpx_client() -> None:
+
+    server_cap = tc.with_timeout(tc.background(), 0.2)  # the server's own limit per request
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await trio.sleep_forever()
+
+    async with serving(answering_lifespan(tc.ContextMiddleware(app, parent=server_cap))) as url:
+        async with httpx.AsyncClient(transport=tc.httpx_transport()) as client:
+            with pytest.raises(tc.DeadlineExceeded) as caught:
+                await client.get(url)
+    remote = caught.value.__cause__
+    assert isinstance(remote, tc.RemoteCause)
+    assert (remote.type_name, remote.kind, remote.graceful) == (
+        "DeadlineExceeded",
+        "deadline",
+        False,
+    )
+
+
+async def test_a_servers_cancel_cause_arrives_typed_and_the_answer_still_says_it() -> None:
+
+    shutdown = tc.with_cancel(tc.background())
+    entered = trio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        entered.set()
+        await trio.sleep_forever()
+
+    async with serving(answering_lifespan(tc.ContextMiddleware(app, parent=shutdown))) as url:
+        async with (
+            httpx.AsyncClient(transport=tc.httpx_transport()) as typed,
+            httpx.AsyncClient() as plain,
+        ):
+            async with trio.open_nursery() as nursery:
+
+                async def stop_when_entered() -> None:
+                    await entered.wait()
+                    shutdown.cancel(KeyError("maintenance"))
+
+                nursery.start_soon(stop_when_entered)
+                with pytest.raises(tc.ContextCancelled) as caught:
+                    await typed.get(url)
+            answer = await plain.get(url)  # the parent is done: answered at once
+    remote = caught.value.__cause__
+    assert isinstance(remote, tc.RemoteCause)
+    assert (remote.type_name, remote.message) == ("KeyError", "'maintenance'")
+    assert answer.status_code == 503
+    assert tc.RemoteCause.from_header(answer.headers[tc.CAUSE_HEADER]).type_name == "KeyError"
+    assert answer.json()["cause"]["type"] == "KeyError"
+
+
+async def test_baggage_is_forwarded_across_two_hops() -> None:
+
+    seen: list[str] = []
+
+    async def last(scope: Any, receive: Any, send: Any) -> None:
+        headers = dict(scope["headers"])
+        seen.append(headers.get(b"baggage", b"").decode())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with serving(answering_lifespan(tc.ContextMiddleware(last))) as last_url:
+
+        async def middle(scope: Any, receive: Any, send: Any) -> None:
+            transport = tc.httpx_transport(baggage=("hop",))
+            async with httpx.AsyncClient(transport=transport) as client:
+                with tc.with_value(tc.current(), "hop", "middle").scope():
+                    await client.get(last_url)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        async with serving(answering_lifespan(tc.ContextMiddleware(middle))) as middle_url:
+            async with httpx.AsyncClient() as client:
+                response = await client.get(
+                    middle_url, headers={"baggage": "tenant=acme,user=bob,hop=client"}
+                )
+    assert response.status_code == 200
+    assert tc.parse_baggage(seen[0]) == {"tenant": "acme", "user": "bob", "hop": "middle"}
+
+
+async def test_forward_baggage_false_sends_only_the_chosen_keys() -> None:
+    sent: list[str] = []
+
+    def handler(request: Any) -> Any:
+        sent.append(request.headers.get("baggage", ""))
+        return httpx.Response(200)
+
+    ctx = tc.with_value(tc.background(), "k", "v")
+    from trio_context.propagation._codecs import INCOMING_BAGGAGE
+
+    ctx = tc.with_value(ctx, INCOMING_BAGGAGE, {"tenant": "acme"})
+    for forward in (True, False):
+        transport = tc.httpx_transport(
+            httpx.MockTransport(handler), baggage=("k",), forward_baggage=forward
+        )
+        async with httpx.AsyncClient(transport=transport) as client:
+            with ctx.scope():
+                await client.get("http://test/")
+    assert [tc.parse_baggage(b) for b in sent] == [{"tenant": "acme", "k": "v"}, {"k": "v"}]

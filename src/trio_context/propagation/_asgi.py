@@ -5,14 +5,17 @@ Rules for callers:
 - Wrap the ASGI app: ``app = tc.ContextMiddleware(app)``. Each HTTP request then runs inside
   ``ctx.move_on()`` of a fresh context, so handlers use ``tc.current()``. That context has the
   caller's deadline (from ``grpc-timeout`` or ``x-envoy-expected-rq-timeout-ms``, the earlier of
-  the two when both are sent), the baggage entries you opted into, and is cancelled (cause:
+  the two when both are sent), the baggage entries you opted into (every incoming entry is also
+  kept, to be forwarded by :func:`httpx_transport` on calls made under the request), and is
+  cancelled (cause:
   :class:`ConnectionAbortedError`) as soon as the client disconnects, and when the request is
   over. Run it under a trio server (hypercorn's trio worker).
 - The middleware never breaks the HTTP protocol, whatever the deadline header says: the
   server's ``send`` is never interrupted halfway through a message by the request's context (a
   cut message is what crashes servers: hypercorn's h11 ``LocalProtocolError``). A request whose
   context ends before the response started gets a JSON error (``504`` for a deadline, ``503`` when
-  ``parent`` was cancelled, nothing for a client that left); one that ends mid-body has its body
+  ``parent`` was cancelled, nothing for a client that left), with the cause in the
+  ``trio-context-cause`` header; one that ends mid-body has its body
   closed (an empty last chunk, ``more_body`` False). After the response started, an exception of
   the app is logged on the ``trio_context`` logger instead of reaching the server, which could
   only break the connection with it.
@@ -46,7 +49,8 @@ from .._core import (
     with_timeout,
     with_value,
 )
-from ._codecs import parse_baggage, parse_grpc_timeout, parse_timeout_ms
+from ._cause import CAUSE_HEADER, RemoteCause
+from ._codecs import INCOMING_BAGGAGE, parse_baggage, parse_grpc_timeout, parse_timeout_ms
 
 __all__ = ["GRPC_TIMEOUT_HEADER", "TIMEOUT_MS_HEADER", "ContextMiddleware"]
 
@@ -62,6 +66,8 @@ Message = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Any], Awaitable[None]]
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+_CAUSE: Final = CAUSE_HEADER.encode()
 
 _PARSERS: dict[bytes, Callable[[bytes], float]] = {
     GRPC_TIMEOUT_HEADER.encode(): parse_grpc_timeout,
@@ -153,11 +159,14 @@ class ContextMiddleware:
             raise error  # nothing sent yet: the server answers 500
         if ctx.err is not None and not disconnected:
             status, body = self.error_body(ctx)
-            await response.send_json(status, body)
+            remote = RemoteCause.of(ctx.err, ctx.cause, graceful=False, grace=0.0)
+            await response.send_json(status, body, [(_CAUSE, remote.to_header().encode())])
 
     def error_body(self, ctx: Context) -> tuple[int, dict[str, Any]]:
         """The status and JSON body for a request whose context ended before the response
-        started: 504 for a deadline, 503 otherwise, with the cause's type and message."""
+        started: 504 for a deadline, 503 otherwise, with the cause's type and message. The
+        answer also carries the cause in the ``trio-context-cause`` header, which
+        :func:`httpx_transport` turns back into the matching error."""
         cause = ctx.cause
         deadline = isinstance(ctx.err, DeadlineExceeded)
         return (504 if deadline else 503), {
@@ -179,7 +188,7 @@ class ContextMiddleware:
                     remaining = min(remaining, parser(raw_value))
                 except ValueError as exc:
                     logger.warning("ignoring request header %s: %s", name.decode(), exc)
-            elif name == b"baggage" and self.baggage:
+            elif name == b"baggage":
                 baggage.append(raw_value)
         if remaining != math.inf:
             cause = DeadlineExceeded("deadline from the request's timeout header")
@@ -190,6 +199,8 @@ class ContextMiddleware:
             except ValueError as exc:
                 logger.warning("ignoring request header baggage: %s", exc)
                 entries = {}
+            if entries:  # forwarded by httpx_transport on calls made under this request
+                ctx = with_value(ctx, INCOMING_BAGGAGE, entries)
             for key in sorted(self.baggage & entries.keys()):
                 ctx = with_value(ctx, key, entries[key])
         return ctx, cancel
@@ -250,9 +261,12 @@ class _Response:
         if self._sending is not None:
             self._sending.deadline = trio.current_time() + self._grace
 
-    async def send_json(self, status: int, body: object) -> None:
+    async def send_json(
+        self, status: int, body: object, extra: Iterable[tuple[bytes, bytes]] = ()
+    ) -> None:
         data = json.dumps(body).encode() + b"\n"
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
+        headers.extend(extra)
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": data, "more_body": False})
 

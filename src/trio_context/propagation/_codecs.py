@@ -29,6 +29,7 @@ import math
 import re
 from collections.abc import Mapping
 from fractions import Fraction
+from typing import Final, final
 from urllib.parse import quote, unquote
 
 __all__ = [
@@ -197,7 +198,21 @@ def parse_timeout_ms(value: str | bytes) -> float:
 # ---------------------------------------------------------------------------------------------
 # W3C ``baggage``
 
+
 #: The W3C grammar allows at most 180 list-members (``list-member 0*179(...)``).
+@final
+class _IncomingBaggage:
+    """The value key under which ``ContextMiddleware`` keeps a request's incoming W3C baggage
+    (a ``dict[str, str]``); ``httpx_transport`` forwards it on calls made under that request."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<trio_context incoming-baggage key>"
+
+
+INCOMING_BAGGAGE: Final = _IncomingBaggage()
+
 _BAGGAGE_MAX_MEMBERS = 180
 #: A baggage-string of 8192 bytes must be propagated; we refuse longer ones.
 _BAGGAGE_MAX_BYTES = 8192

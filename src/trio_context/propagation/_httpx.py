@@ -8,11 +8,13 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 from types import TracebackType
+from typing import cast
 
 import httpx
 
 from .._core import Context, current
-from ._codecs import encode_baggage, encode_grpc_timeout, encode_timeout_ms
+from ._cause import CAUSE_HEADER, RemoteCause
+from ._codecs import INCOMING_BAGGAGE, encode_baggage, encode_grpc_timeout, encode_timeout_ms
 
 _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 
@@ -26,8 +28,10 @@ class ContextTransport(httpx.AsyncBaseTransport):
         *,
         header: str,
         baggage: tuple[str, ...],
+        forward_baggage: bool,
     ) -> None:
         self._transport = transport if transport is not None else httpx.AsyncHTTPTransport()
+        self._forward = forward_baggage
         self._header = header
         self._encode = encode_grpc_timeout if header == "grpc-timeout" else encode_timeout_ms
         self._baggage = baggage
@@ -48,6 +52,10 @@ class ContextTransport(httpx.AsyncBaseTransport):
             ctx.check()
             raise
         assert response is not None  # scope() raises ctx.err rather than swallow it
+        remote = _remote_cause(response)
+        if remote is not None:  # the server's context for this request ended: say why
+            await response.aclose()
+            raise remote.error()
         stream = response.stream
         assert isinstance(stream, httpx.AsyncByteStream)
         return httpx.Response(
@@ -68,7 +76,10 @@ class ContextTransport(httpx.AsyncBaseTransport):
                     remaining if current_value is None else min(current_value, remaining)
                 )
             request.extensions["timeout"] = timeouts
+        incoming: object = ctx.value(INCOMING_BAGGAGE) if self._forward else None
         entries: dict[str, str] = {}
+        if isinstance(incoming, dict):
+            entries.update(cast("dict[str, str]", incoming))
         for key in self._baggage:
             value = ctx.value(key)
             if isinstance(value, str):
@@ -92,6 +103,18 @@ class ContextTransport(httpx.AsyncBaseTransport):
         traceback: TracebackType | None = None,
     ) -> None:
         await self._transport.__aexit__(exc_type, exc_value, traceback)
+
+
+def _remote_cause(response: httpx.Response) -> RemoteCause | None:
+    """The cause a ``ContextMiddleware`` sent with its 503/504 answer, if any (a malformed
+    header is no cause: the response is returned as it is)."""
+    value = response.headers.get(CAUSE_HEADER)
+    if value is None or response.status_code not in (503, 504):
+        return None
+    try:
+        return RemoteCause.from_header(value)
+    except ValueError:
+        return None
 
 
 class _ContextStream(httpx.AsyncByteStream):
