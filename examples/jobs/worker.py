@@ -8,7 +8,11 @@ at once: the parent reads it as progress). The worker stops by itself:
 
 - when the deadline its parent put in the environment passes (``tc.from_environ``): it says so
   on stderr and exits with code 124 (like ``timeout(1)``);
-- on SIGTERM (what ``tc.run_process`` sends when the job's context ends): at once, exit 143.
+- when its parent's context ends: ``tc.run_process`` tells it why on the cancel channel, before
+  any signal, and ``tc.from_environ``'s context is done with a ``tc.RemoteCause`` (the cause's
+  type and message, graceful or forced, the grace left). A graceful stop saves the partial
+  results (stderr: ``saved K/N steps``) and exits 143 -- no signal was needed;
+- on SIGTERM (a parent that has no cancel channel): at once, exit 143.
 
 ``--hang-at K`` simulates a worker stuck in native code at step K: it blocks the whole process
 (no progress, deaf to SIGTERM until it gets SIGKILL). ``--fail-at K`` exits with code 1.
@@ -51,16 +55,13 @@ async def main(args: argparse.Namespace) -> int:
 
             nursery.start_soon(stop_on_sigterm)
             print("ready", flush=True)  # up: the parent's stall clock starts now
+            done: list[int] = []
             try:
                 with ctx.scope():
-                    await steps(args)
+                    await steps(args, done)
                 code = 0
-            except tc.DeadlineExceeded:
-                print(f"worker: {tc.DEADLINE_ENV_VAR} deadline passed, stopping", file=sys.stderr)
-                code = 124
-            except tc.ContextCancelled:
-                print("worker: SIGTERM, stopping", file=sys.stderr)
-                code = 143
+            except tc.ContextError as exc:
+                code = stopped(exc, tc.cause(ctx), done, args.steps)
             except StepFailed as exc:
                 print(exc, file=sys.stderr)
                 code = 1
@@ -68,7 +69,22 @@ async def main(args: argparse.Namespace) -> int:
     return code
 
 
-async def steps(args: argparse.Namespace) -> None:
+def stopped(err: tc.ContextError, cause: BaseException | None, done: list[int], n: int) -> int:
+    """Say why the worker stops, save what it has, and return the exit code."""
+    if isinstance(cause, tc.RemoteCause):
+        how = "graceful" if cause.graceful else "forced"
+        print(f"worker: told to stop ({how}): {cause.type_name}: {cause.message}", file=sys.stderr)
+        if cause.graceful:
+            print(f"worker: saved {len(done)}/{n} steps", file=sys.stderr)  # the partial results
+        return 124 if cause.kind == "deadline" else 143
+    if isinstance(err, tc.DeadlineExceeded):
+        print(f"worker: {tc.DEADLINE_ENV_VAR} deadline passed, stopping", file=sys.stderr)
+        return 124
+    print("worker: SIGTERM, stopping", file=sys.stderr)
+    return 143
+
+
+async def steps(args: argparse.Namespace, done: list[int]) -> None:
     kept: list[bytes] = []  # what --leak-mib never gives back
     for k in range(args.first, args.steps + 1):
         if k == args.hang_at:
@@ -79,6 +95,7 @@ async def steps(args: argparse.Namespace) -> None:
         if args.leak_mib:
             kept.append(b"x" * (args.leak_mib << 20))  # written, so resident
         print(f"step {k}/{args.steps} {output_for(args.prompt, k)}", flush=True)
+        done.append(k)
 
 
 def parse_args() -> argparse.Namespace:

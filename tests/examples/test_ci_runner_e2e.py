@@ -710,3 +710,57 @@ def test_live_view_on_a_terminal(tmp_path: Path) -> None:
     assert "✓ hello" in text
     assert "- never" in text and "skipped" in text
     assert "job ci: passed" in text
+
+
+STEP_LEARNS_WHY = (
+    "import trio, trio_context as tc\n"
+    "async def main():\n"
+    "    ctx = tc.from_environ(tc.background())\n"
+    "    open('started', 'w').close()\n"
+    "    await ctx.done.wait()\n"
+    "    c = tc.cause(ctx)\n"
+    "    name = c.type_name if isinstance(c, tc.RemoteCause) else type(c).__name__\n"
+    "    with open('why', 'w') as f:\n"
+    "        f.write(f'{type(ctx.err).__name__} {name}')\n"
+    "trio.run(main)\n"
+)
+
+
+def _python_step(tmp_path: Path) -> str:
+    (tmp_path / "why.py").write_text(STEP_LEARNS_WHY)
+    return f'{sys.executable} "{tmp_path / "why.py"}"'
+
+
+def test_a_python_step_learns_it_timed_out(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"""
+[[steps]]
+name = "slow"
+run = '{_python_step(tmp_path)}'
+timeout = 1
+cwd = "{tmp_path}"
+""",
+    )
+    run_json(path, 1)
+    # Its own copy of the deadline (TRIO_CONTEXT_DEADLINE) or the runner's word, whichever
+    # came first: either way a deadline, not a cancel.
+    assert (tmp_path / "why").read_text().split()[0] == "DeadlineExceeded"
+
+
+def test_a_python_step_learns_it_was_stopped_by_ctrl_c(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f"""
+[[steps]]
+name = "slow"
+run = '{_python_step(tmp_path)}'
+cwd = "{tmp_path}"
+""",
+    )
+    out = tmp_path / "out.txt"
+    with started(path, out) as proc:
+        wait_for(tmp_path / "started")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 130
+    assert (tmp_path / "why").read_text() == "ContextCancelled SignalReceived"

@@ -591,3 +591,23 @@ async def test_bad_memory_limit_is_refused(ctx: tc.CancelContext) -> None:
             queue.submit(spec(), memory_limit=-1)
     with pytest.raises(SpecError, match="`leak_mib` must be positive"):
         JobSpec(kind="process", prompt="x", leak_mib=0)
+
+
+@needs_proc
+async def test_a_worker_told_to_stop_saves_its_partial_results_without_a_signal() -> None:
+    from jobs.work import start_worker
+
+    ctx = tc.with_cancel(tc.background())
+    steps = Steps(lambda output: None, tc.background(), grace=10)
+
+    def on_line(stream: str, line: str) -> None:
+        if line.startswith("step 2/"):
+            ctx.cancel(KeyError("user pressed stop"))
+
+    job = spec("process", "partial", steps=1000, step_seconds=0.2)
+    result = await start_worker(ctx, job, steps, on_line=on_line)
+    stderr = result.stderr.decode()
+    assert result.returncode == 143 and result.signal is None  # it stopped itself: no SIGTERM
+    assert not result.killed and result.outcome == "cancelled"
+    assert "told to stop (graceful): KeyError: 'user pressed stop'" in stderr
+    assert "saved 2/1000 steps" in stderr
