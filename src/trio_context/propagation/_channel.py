@@ -163,6 +163,9 @@ class _Listener:
         self._lock = threading.Lock()
         self._pairs: list[_Pair] = []
         self._last: RemoteCause | None = None
+        # Said before from_environ() returns, not from the thread: a parent that stops this
+        # process right after its first output must already know it listens.
+        self._say(b"listening\n")
         thread = threading.Thread(target=self._run, name="trio_context cancel channel", daemon=True)
         thread.start()
 
@@ -177,7 +180,6 @@ class _Listener:
             _apply(last, soft, hard, token, here=True)
 
     def _run(self) -> None:
-        self._say(b"listening\n")
         buffer = b""
         while True:
             try:
