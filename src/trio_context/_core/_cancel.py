@@ -7,6 +7,7 @@ after-funcs. Deadlines are observed lazily, so the walk also settles deadlines t
 
 from __future__ import annotations
 
+import weakref
 from types import TracebackType
 from typing import Any, NoReturn, cast
 
@@ -22,7 +23,7 @@ from ._common import (
     clock_for,
     trio_token_or_none,
 )
-from ._context import Context
+from ._context import Context, child_refs, forget_child
 from ._errors import ContextCancelled, ContextError, DeadlineExceeded
 from ._scope import _Binding
 from ._state import Origin
@@ -51,7 +52,9 @@ class CancelContext(Context):
     )
 
     _deadline: float  # own or inherited deadline; only ever moves earlier
-    _deadline_owner: CancelContext | None  # the context whose expiry that deadline is
+    # The context whose expiry that deadline is; None: this one (or no deadline). Never the
+    # context itself: that reference cycle would leave it to the cycle collector.
+    _deadline_owner: CancelContext | None
     _clock: trio.abc.Clock | None  # the trio clock the deadline is on (None: no deadline)
     _token: trio.lowlevel.TrioToken | None  # the run of that clock
     _err: ContextError | None  # set once, under _lock, by the first cancel or expiry
@@ -179,7 +182,7 @@ class CancelContext(Context):
     def _expired_before(self, when: float | None) -> tuple[float, BaseException | None] | None:
         """If this context's *own* deadline passed before an event at ``when`` (None: now),
         return (that deadline, the cause to use or None for the preset one)."""
-        if self._deadline_owner is not self or self._clock is None:
+        if self._deadline_owner is not None or self._clock is None:
             return None
         if (self._clock.current_time() if when is None else when) >= self._deadline:
             return self._deadline, None
@@ -197,7 +200,7 @@ class CancelContext(Context):
     def _detach(self) -> None:
         parent = self._parent
         if parent is not None and parent._children is not None:
-            parent._children.pop(id(self), None)
+            forget_child(parent, weakref.ref(self))
 
     def _raise_err(self) -> NoReturn:
         err, cause = self._err, self._cause
@@ -266,16 +269,15 @@ def _finish_tree(
                 if node._after:
                     callbacks.extend(node._after)
                 node._after = None
-            kids = node._children
-            if kids:
-                for key, ref in list(kids.items()):
+            if node._children is not None:
+                for ref in child_refs(node._children):
                     child = ref()
                     if (
                         child is None
                         or isinstance(child, CancelContext)
                         or child._canceller is not None
                     ):
-                        kids.pop(key, None)  # no longer a live child (a detach may race)
+                        forget_child(node, ref)  # no longer a live child
                         if child is not None:
                             stack.append((child, err, cause, origin, when))
                     # without_cancel() children stay: they outlive this node's cancellation
@@ -305,14 +307,14 @@ def _move_deadline(root: CancelContext, deadline: float, clock: trio.abc.Clock) 
             if node._deadline <= deadline and node is not root:
                 continue
             node._deadline = deadline
-            node._deadline_owner = root
+            node._deadline_owner = None if node is root else root
             node._clock = clock
             node._token = token
             if node._scopes:
                 for cs in node._scopes.copy():
                     cs.deadline = min(cs.deadline, node._scope_deadline())
-        if node._children:
-            for ref in list(node._children.values()):
+        if node._children is not None:
+            for ref in child_refs(node._children):
                 child = ref()
                 if child is not None:
                     stack.append(child)

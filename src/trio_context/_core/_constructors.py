@@ -98,7 +98,7 @@ def _with_deadline(
     ctx: CancelContext = new_cancel(CancelContext, parent, kind, label_arg)
     if deadline < ctx._deadline:
         ctx._deadline = deadline
-        ctx._deadline_owner = ctx
+        ctx._deadline_owner = None  # its own (a reference to itself would be a cycle)
         ctx._clock = clock
         ctx._token = trio.lowlevel.current_trio_token()
         if ctx._err is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, Final, TypeVar, TypeVarTuple, cast
+from typing import Any, Final, TypeAlias, TypeVar, TypeVarTuple, cast
 
 from ._common import _INF, _lock
 from ._errors import ContextError, DeadlineExceeded
@@ -48,7 +48,7 @@ class Context:
     _values: dict[Hashable, Any]
     _kind: str
     _label_arg: object
-    _children: _Children | None
+    _children: ChildRefs | None
     _done: weakref.ref[Done] | None
 
     def __init__(self) -> None:
@@ -169,11 +169,8 @@ class Context:
         context still lists its live :func:`without_cancel` children, which outlive it. The
         roots, :func:`background` and :func:`todo`, keep no list: every top-level context of
         the process would be on it."""
-        kids = self._children
-        if not kids:
-            return []
         out: list[Context] = []
-        for ref in list(kids.values()):
+        for ref in child_refs(self._children):
             child = ref()
             if child is not None and child.err is None:
                 out.append(child)
@@ -238,37 +235,106 @@ class Context:
     # -- tree plumbing ----------------------------------------------------------------------
 
     def _add_child(self, child: Context) -> None:
+        """Register ``child`` (weakly). Lock-free: a concurrent cancel of this context may walk
+        the child at once, which ``new_cancel`` settles by checking the parent afterwards."""
         if self._parent is None:
             return  # a root: it would list every top-level context of the process
         kids = self._children
         if kids is None:
-            with _lock:
-                kids = self._children
-                if kids is None:
-                    kids = self._children = _Children()
-        elif len(kids) >= kids.purge_at:
-            kids.purge()
-        kids[id(child)] = weakref.ref(child)
+            self._children = weakref.ref(child)  # the common case: one child
+        elif type(kids) is _Children:
+            ref = weakref.ref(child, kids.drop)
+            kids[ref] = None
+            if kids.retired:
+                _readd(self, ref)  # compacted meanwhile: the new table must have it too
+        else:
+            _second_child(self, kids, child)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
-class _Children(dict[int, weakref.ref[Context]]):
-    """A context's children, held weakly, by id. The references carry no callback (that would
-    cost memory per child). A dead child's entry is overwritten by the next child that gets
-    its address, and the rest are purged when the dict has doubled since the last purge, so
-    adding stays amortised O(1). (A set of weakrefs is slow here: reused addresses make every
-    new child collide with dead entries of equal hash.)"""
+# A context's children are held weakly, in its ``_children`` slot: None, one ``weakref.ref``
+# (no callback: a dead one costs one object until it is replaced), or a _Children table once
+# a second child lives at the same time.
+ChildRefs: TypeAlias = "weakref.ref[Context] | _Children"
 
-    __slots__ = ("purge_at",)
 
-    def __init__(self) -> None:
+class _Children(dict[weakref.ref[Context], None]):
+    """Two or more children: weak references (the keys) whose callback (``drop``, one per
+    parent) removes a dead child's entry at once, so a dropped child leaves nothing behind
+    whatever its creation pattern: there is no purge to starve. When the table empties out
+    it is replaced by a compact copy (Python never shrinks a dict), so 100,000 children made
+    at once and dropped leave a few hundred bytes, not megabytes. No strong cycle: ``drop``
+    holds the parent weakly."""
+
+    __slots__ = ("drop", "retired")
+
+    def __init__(self, drop: Callable[[weakref.ref[Context]], None]) -> None:
         super().__init__()
-        self.purge_at = 64
+        self.drop = drop
+        self.retired = False  # replaced by a compact copy: adders re-add to the new one
 
-    def purge(self) -> None:
-        for key, ref in list(self.items()):
-            if ref() is None:
-                self.pop(key, None)
-        self.purge_at = max(64, 2 * len(self))
+
+def _dropper(home: weakref.ref[Context]) -> Callable[[weakref.ref[Context]], None]:
+    def drop(ref: weakref.ref[Context]) -> None:
+        parent = home()
+        if parent is None:
+            return
+        kids = parent._children
+        if type(kids) is not _Children:
+            return
+        kids.pop(ref, None)
+        n = len(kids)
+        if n & (n - 1) == 0 and kids.__sizeof__() > 1024 + 128 * n:
+            _compact(parent, kids)
+
+    return drop
+
+
+def _compact(parent: Context, kids: _Children) -> None:
+    """Replace a mostly empty table by a compact copy. Adders do not lock: one that wrote to
+    the old table after the copy sees ``retired`` and re-adds (``_readd``)."""
+    with _lock:
+        if parent._children is not kids:
+            return
+        kids.retired = True
+        fresh = _Children(kids.drop)
+        fresh.update(kids)
+        parent._children = fresh
+
+
+def _readd(parent: Context, ref: weakref.ref[Context]) -> None:
+    with _lock:
+        kids = parent._children
+        if type(kids) is _Children and ref() is not None:
+            kids[ref] = None
+
+
+def _second_child(parent: Context, first: weakref.ref[Context], child: Context) -> None:
+    old = first()
+    if old is None:
+        parent._children = weakref.ref(child)  # the one child died: reuse the slot
+        return
+    kids = _Children(_dropper(weakref.ref(parent)))
+    kids[weakref.ref(old, kids.drop)] = None
+    kids[weakref.ref(child, kids.drop)] = None
+    parent._children = kids
+
+
+def child_refs(kids: ChildRefs | None) -> list[weakref.ref[Context]]:
+    """A snapshot of the references in a ``_children`` slot."""
+    if kids is None:
+        return []
+    if type(kids) is _Children:
+        return list(kids)
+    return [kids]  # type: ignore[list-item]  # pyright: ignore[reportReturnType]
+
+
+def forget_child(parent: Context, ref: weakref.ref[Context]) -> None:
+    """Drop ``ref`` (from :func:`child_refs`) from ``parent``'s children."""
+    kids = parent._children
+    if kids is ref:
+        parent._children = None
+    elif type(kids) is _Children:
+        kids.pop(ref, None)
 
 
 def check_parent(parent: object, name: str = "parent") -> None:
