@@ -329,6 +329,7 @@ def new_cancel(
     ctx = object.__new__(cls)
     ctx._parent = parent
     ctx._values = parent._values
+    ctx._vpos = parent._vpos
     ctx._kind = kind
     ctx._label_arg = label_arg
     ctx._children = None

@@ -16,6 +16,7 @@ from ._common import _INF, _lock
 from ._errors import ContextError, DeadlineExceeded
 from ._scope import Done, _Binding, current_var
 from ._state import CancelState
+from ._values import _MISSING, Values
 
 T = TypeVar("T")
 PosArgsT = TypeVarTuple("PosArgsT")
@@ -39,13 +40,15 @@ class Context:
         "_label_arg",
         "_parent",
         "_values",
+        "_vpos",
     )
 
     _parent: Context | None
     # The context whose cancellation state this one shares (None: never cancelled). A slot
     # here; CancelContext overrides it with a property that returns the context itself.
     _canceller: CancelState | None
-    _values: dict[Hashable, Any]
+    _values: Values  # with _vpos, the view of the values (see _values.py)
+    _vpos: int
     _kind: str
     _label_arg: object
     _children: ChildRefs | None
@@ -118,8 +121,15 @@ class Context:
 
     def value(self, key: Hashable, default: Any = None) -> Any:
         """Return the value stored under ``key`` by the nearest :func:`with_value`, else
-        ``default``. A stored ``None`` is a value. One dict lookup, whatever the depth."""
-        return self._values.get(key, default)
+        ``default``. A stored ``None`` is a value. Constant time whatever the depth: one dict
+        lookup while the context has fewer than 16 keys."""
+        values = self._values
+        if isinstance(values, dict):
+            return values.get(key, default)
+        found = values.flat.get(key, _MISSING)  # read before tip: see Run.get
+        if found is not _MISSING and values.tip == self._vpos:
+            return found
+        return values.get(key, default, self._vpos)
 
     # -- binding to trio --------------------------------------------------------------------
 
@@ -352,12 +362,14 @@ def _new(
     kind: str,
     label_arg: object,
     canceller: CancelState | None,
-    values: dict[Hashable, Any],
+    values: Values,
+    vpos: int,
 ) -> Any:
     ctx = object.__new__(cls)
     ctx._parent = parent
     ctx._canceller = canceller
     ctx._values = values
+    ctx._vpos = vpos
     ctx._kind = kind
     ctx._label_arg = label_arg
     ctx._children = None
@@ -371,7 +383,7 @@ _NO_VALUES: Final[dict[Hashable, Any]] = {}
 
 
 def _root(kind: str) -> Context:
-    ctx: Context = _new(Context, None, kind, None, None, _NO_VALUES)
+    ctx: Context = _new(Context, None, kind, None, None, _NO_VALUES, 0)
     return ctx
 
 
