@@ -1,12 +1,15 @@
 """Core benchmarks: each figure is a ratio against bare trio measured in the same run.
 
-Run: ``python benchmarks/core.py`` (about 30 s). Ratios, not absolute timings, are the point:
-the targets are in the issue that introduced each figure (lower is better).
+Run: ``python benchmarks/core.py`` (about a minute). Ratios, not absolute timings, are the
+point: the targets are in the issue that introduced each figure (lower is better). Both sides of
+a ratio are measured alternately, best of REPEATS each, so drift in machine load hits both.
 """
 
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
@@ -24,6 +27,15 @@ def best(fn: Callable[[], float]) -> float:
     return min(fn() for _ in range(REPEATS))
 
 
+def best_pair(ours: Callable[[], float], theirs: Callable[[], float]) -> tuple[float, float]:
+    """Best of REPEATS runs of each, alternating."""
+    a = b = float("inf")
+    for _ in range(REPEATS):
+        a = min(a, ours())
+        b = min(b, theirs())
+    return a, b
+
+
 def run(afn: Callable[[], Awaitable[float]]) -> float:
     return trio.run(afn, clock=trio.testing.MockClock(autojump_threshold=0))
 
@@ -31,7 +43,12 @@ def run(afn: Callable[[], Awaitable[float]]) -> float:
 def report(name: str, ours: float, theirs: float, target: float) -> None:
     ratio = ours / theirs
     verdict = "ok" if ratio <= target else "OVER TARGET"
-    print(f"{name:<58} {ratio:6.2f}x  (target <= {target}x)  {verdict}")
+    print(f"{name:<58} {ratio:6.2f}x  (target <= {target}x)  {verdict}", flush=True)
+
+
+def report_bytes(name: str, value: float, target: float) -> None:
+    verdict = "ok" if value <= target else "OVER TARGET"
+    print(f"{name:<58} {value:6.0f} B  (target <= {target:.0f} B)  {verdict}", flush=True)
 
 
 # -- 1. scope enter/exit --------------------------------------------------------------------
@@ -209,40 +226,191 @@ async def deadlines_ours() -> float:
     return time.perf_counter() - t0
 
 
+# -- 7. the fixed costs of a request: a timeout block ---------------------------------------
+
+N_BLOCK = 20_000
+
+
+async def block_trio() -> float:
+    t0 = time.perf_counter()
+    for _ in range(N_BLOCK):
+        with trio.move_on_after(5):  # noqa: ASYNC100 - the cost of the scope is the point
+            pass
+    return time.perf_counter() - t0
+
+
+async def block_ours() -> float:
+    parent = tc.with_cancel(tc.background())
+    t0 = time.perf_counter()
+    for _ in range(N_BLOCK):
+        with tc.with_timeout(parent, 5):
+            pass
+    return time.perf_counter() - t0
+
+
+# -- 8. race and an empty group ---------------------------------------------------------------
+
+N_RACE = 2_000
+
+
+async def quick() -> int:
+    await trio.lowlevel.checkpoint()
+    return 1
+
+
+async def slow() -> int:
+    await trio.sleep_forever()
+    raise AssertionError("unreachable")
+
+
+async def race_trio() -> float:
+    """The hand-written race: a nursery, the first result cancels it."""
+
+    async def race2() -> int:
+        result: list[int] = []
+
+        async def racer(afn: Callable[[], Awaitable[int]], cs: trio.CancelScope) -> None:
+            value = await afn()
+            if not result:
+                result.append(value)
+                cs.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(racer, quick, nursery.cancel_scope)
+            nursery.start_soon(racer, slow, nursery.cancel_scope)
+        return result[0]
+
+    t0 = time.perf_counter()
+    for _ in range(N_RACE):
+        await race2()
+    return time.perf_counter() - t0
+
+
+async def race_ours() -> float:
+    root = tc.background()
+    t0 = time.perf_counter()
+    for _ in range(N_RACE):
+        await tc.race(root, quick, slow)
+    return time.perf_counter() - t0
+
+
+async def empty_nursery() -> float:
+    t0 = time.perf_counter()
+    for _ in range(N_RACE):
+        async with trio.open_nursery():
+            pass
+    return time.perf_counter() - t0
+
+
+async def empty_group() -> float:
+    root = tc.background()
+    t0 = time.perf_counter()
+    for _ in range(N_RACE):
+        async with tc.open_group(root):
+            pass
+    return time.perf_counter() - t0
+
+
+# -- 9. import ----------------------------------------------------------------------------------
+
+
+def import_time(module: str) -> Callable[[], float]:
+    def run_python() -> float:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+        return time.perf_counter() - t0
+
+    return run_python
+
+
+# -- 10. memory left behind, and value chains ---------------------------------------------------
+
+N_DROPPED = 100_000
+
+
+def retained_after_dropping(kind: str) -> float:
+    """Bytes still allocated after 100,000 children, alive at once, were dropped (no cancel)."""
+
+    async def go() -> float:
+        parent = tc.with_cancel(tc.background())
+
+        def make(p: tc.Context) -> tc.CancelContext:
+            return tc.with_cancel(p) if kind == "with_cancel" else tc.with_timeout(p, 60)
+
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        kids = [make(parent) for _ in range(N_DROPPED)]
+        del kids
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        return after - before
+
+    return trio.run(go)
+
+
+def bytes_per_value_level(depth: int = 2_000) -> float:
+    """A chain of ``depth`` distinct with_value keys (the keys are made beforehand: they are
+    the caller's objects)."""
+    keys = [("key", i) for i in range(depth)]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    ctx = tc.background()
+    for key in keys:
+        ctx = tc.with_value(ctx, key, None)
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / depth
+
+
+def distinct_chain(depth: int) -> tc.Context:
+    """``depth`` distinct keys below the one looked up."""
+    ctx = tc.with_value(tc.background(), "request-id", 42)
+    for i in range(depth - 1):
+        ctx = tc.with_value(ctx, ("key", i), i)
+    return ctx
+
+
 def main() -> None:
     print(f"trio {trio.__version__}; best of {REPEATS} runs each; ratio = trio_context / bare trio")
     report(
         "with ctx.scope() vs with trio.CancelScope()",
-        best(lambda: run(scope_ours)),
-        best(lambda: run(scope_trio)),
-        1.3,
+        *best_pair(lambda: run(scope_ours), lambda: run(scope_trio)),
+        1.15,
     )
     report(
         "with_cancel(parent) vs trio.CancelScope() creation",
-        best(create_ours),
-        best(create_trio),
-        3.0,
+        *best_pair(create_ours, create_trio),
+        1.3,
+    )
+    report(
+        "with tc.with_timeout(p, 5): vs with trio.move_on_after(5):",
+        *best_pair(lambda: run(block_ours), lambda: run(block_trio)),
+        1.5,
     )
     shallow, deep = value_chain(1), value_chain(10_000)
     report(
         "ctx.value(key) at depth 10,000 vs depth 1",
-        best(lambda: lookup(deep)),
-        best(lambda: lookup(shallow)),
-        2.0,
+        *best_pair(lambda: lookup(deep), lambda: lookup(shallow)),
+        1.2,
     )
-    fanout, nursery = best(lambda: run(fanout_ours)), best(lambda: run(fanout_trio))
+    report(
+        "  (10,000 distinct keys deep vs depth 1)",
+        *best_pair(lambda: lookup(distinct_chain(10_000)), lambda: lookup(shallow)),
+        1.2,
+    )
+    fanout, nursery = best_pair(lambda: run(fanout_ours), lambda: run(fanout_trio))
     report("cancel 10,000 bound child scopes vs a 10,000-task nursery", fanout, nursery, 1.2)
     report(
         "  (vs 10,000 bare trio scopes cancelled one by one)",
-        fanout,
-        best(lambda: run(fanout_trio_scopes)),
+        *best_pair(lambda: run(fanout_ours), lambda: run(fanout_trio_scopes)),
         1.2,
     )
     report(
         "cancel a 10,000-task open_group vs a 10,000-task nursery",
-        best(lambda: run(fanout_group)),
-        nursery,
-        1.2,
+        *best_pair(lambda: run(fanout_group), lambda: run(fanout_trio)),
+        1.15,
     )
     report(
         "100,000 waited deadlines vs 100,000 trio.move_on_at",
@@ -250,10 +418,29 @@ def main() -> None:
         min(run(deadlines_trio) for _ in range(2)),
         1.5,
     )
-    per_child = bytes_per_child()
-    verdict = "ok" if per_child <= 400 else "OVER TARGET"
-    name = "bytes per idle child context (tracemalloc)"
-    print(f"{name:<58} {per_child:6.0f} B  (target <= 400 B)  {verdict}")
+    report(
+        "race() of 2 vs a hand-written nursery race",
+        *best_pair(lambda: run(race_ours), lambda: run(race_trio)),
+        1.5,
+    )
+    report(
+        "empty open_group vs empty nursery",
+        *best_pair(lambda: run(empty_group), lambda: run(empty_nursery)),
+        1.5,
+    )
+    report(
+        'python -c "import trio_context" vs "import trio"',
+        *best_pair(import_time("trio_context"), import_time("trio")),
+        1.15,
+    )
+    report_bytes("bytes per idle child context (tracemalloc)", bytes_per_child(), 300)
+    report_bytes("bytes per level, 2,000 distinct with_value keys", bytes_per_value_level(), 300)
+    for kind in ("with_cancel", "with_timeout"):
+        report_bytes(
+            f"bytes left after 100,000 {kind} children dropped",
+            retained_after_dropping(kind),
+            500_000,
+        )
 
 
 if __name__ == "__main__":
