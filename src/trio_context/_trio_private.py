@@ -7,6 +7,8 @@ instead of breaking the package when trio changes:
   directly under trio's default clock (fallback: one more call through the clock).
 - :func:`scope_owners`: which task runs inside which cancel scope, for the leak report's "held
   by task ..." (fallback: the owner is not named).
+- :func:`run_clock_and_token`, :func:`run_token`: the running trio run's clock and token in one
+  thread-local read, for the core's hot paths (fallback: trio's public calls, one per item).
 - :func:`is_trio_worker`, :func:`trio_worker_busy`: whether a thread is one of trio's cached
   workers and whether it is running a job, so the leak check can tell an idle cached worker
   from a leaked busy one (fallback: no cache thread is reported busy, so a busy worker thread
@@ -22,6 +24,44 @@ from collections.abc import Iterable
 from typing import Any
 
 import trio
+
+_run_context: Any  # private: where trio keeps the run of this thread
+try:
+    from trio._core import _run as _trio_run
+
+    _run_context = _trio_run.GLOBAL_RUN_CONTEXT
+except (ImportError, AttributeError):  # pragma: no cover - trio internals moved
+    _run_context = None
+
+
+def run_clock_and_token() -> tuple[trio.abc.Clock, trio.lowlevel.TrioToken] | None:
+    """The clock and token of the trio run this thread is in, or None outside a run. Same as
+    ``trio.lowlevel.current_clock()`` and ``current_trio_token()``, at a third of the cost."""
+    try:
+        runner = _run_context.runner
+        token = runner.trio_token
+        if token is not None:
+            return runner.clock, token
+    except AttributeError:  # outside a run (or trio internals moved: the public calls)
+        pass
+    try:
+        return trio.lowlevel.current_clock(), trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return None
+
+
+def run_token() -> trio.lowlevel.TrioToken | None:
+    """The token of the trio run this thread is in, or None outside a run."""
+    try:
+        token = _run_context.runner.trio_token
+        if token is not None:
+            return token  # type: ignore[no-any-return]
+    except AttributeError:
+        pass
+    try:
+        return trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return None
 
 
 def system_clock_offset(clock: trio.abc.Clock) -> float | None:

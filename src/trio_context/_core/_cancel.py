@@ -7,12 +7,14 @@ after-funcs. Deadlines are observed lazily, so the walk also settles deadlines t
 
 from __future__ import annotations
 
+import sys
 import weakref
 from types import TracebackType
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
 import trio
 
+from .._trio_private import run_token
 from ._callbacks import AfterFunc
 from ._common import (
     _INF,
@@ -21,7 +23,6 @@ from ._common import (
     check_number,
     check_seconds,
     clock_for,
-    trio_token_or_none,
 )
 from ._context import Context, child_refs, forget_child
 from ._errors import ContextCancelled, ContextError, DeadlineExceeded
@@ -75,11 +76,13 @@ class CancelContext(Context):
         Raises:
             TypeError: ``cause`` is not an exception.
         """
-        check_cause(cause)
-        if self._poll() is not None:
+        if cause is not None:
+            check_cause(cause)
+        if self._err is not None or (self._clock is not None and self._poll() is not None):
             return
         err = ContextCancelled("context cancelled")
-        if _finish_tree(self, err, cause if cause is not None else err, Origin.capture(self)):
+        origin = Origin.capture(self, sys._getframe(1))
+        if _finish_tree(self, err, err if cause is None else cause, origin):
             self._detach()
 
     def cancel_at(self, deadline: float, *, cause: BaseException | None = None) -> None:
@@ -138,7 +141,8 @@ class CancelContext(Context):
         try:
             return binding.__exit__(etype, exc, tb)
         finally:
-            self.cancel()
+            if self._err is None:
+                self.cancel()
 
     # -- internals --------------------------------------------------------------------------
 
@@ -238,60 +242,85 @@ def _finish_tree(
     are observed lazily, so a descendant whose own deadline passed before the event, unseen,
     is ended by that deadline instead, and its subtree with it: the state is what Go's timers
     would have made it, whoever looks first."""
-    here = trio_token_or_none()
     scopes: list[tuple[trio.CancelScope, trio.lowlevel.TrioToken]] = []
     callbacks: list[AfterFunc] = []
-    stack: list[_Item] = [(root, err, cause, origin, when)]
     # One hold of the (global) lock for the whole walk: the marking is atomic for every node
     # at once, and nothing a user wrote runs under it (scopes and after-funcs are served after).
     with _lock:
         if root._err is not None:
             return False
-        while stack:
-            node, err, cause, origin, when = stack.pop()
-            if not isinstance(node, CancelContext):
-                if node._canceller is None:  # without_cancel(): cancellation stops here
-                    continue
+        root._err = err  # first: a child registering now sees it and is born done
+        root._cause = cause
+        root._origin = origin
+        if root._scopes:
+            scopes.extend(root._scopes.items())
+        if root._after:
+            callbacks.extend(root._after)
+            root._after = None
+        if root._children is not None:  # else nothing to walk: the cheap common case
+            _mark_below(root, err, cause, origin, when, scopes, callbacks)
+    if scopes:
+        here = run_token()
+        for cs, token in scopes:
+            if token is here:
+                cs.cancel()
             else:
-                if node._err is not None:
-                    continue  # already done: so is its subtree
-                if node is not root:
-                    expired = node._expired_before(when)
-                    if expired is not None:
-                        when, own_cause = expired
-                        err, cause = _deadline_err(node, own_cause)
-                        origin = Origin.deadline(node, when)
-                node._err = err
-                node._cause = cause
-                node._origin = origin
-                if node._scopes:
-                    scopes.extend(node._scopes.items())
-                if node._after:
-                    callbacks.extend(node._after)
-                node._after = None
-            if node._children is not None:
-                for ref in child_refs(node._children):
-                    child = ref()
-                    if (
-                        child is None
-                        or isinstance(child, CancelContext)
-                        or child._canceller is not None
-                    ):
-                        forget_child(node, ref)  # no longer a live child
-                        if child is not None:
-                            stack.append((child, err, cause, origin, when))
-                    # without_cancel() children stay: they outlive this node's cancellation
-    for cs, token in scopes:
-        if token is here:
-            cs.cancel()
-        else:
-            try:
-                token.run_sync_soon(cs.cancel)
-            except trio.RunFinishedError:
-                pass
+                try:
+                    token.run_sync_soon(cs.cancel)
+                except trio.RunFinishedError:
+                    pass
     for cb in callbacks:
         cb.dispatch()
     return True
+
+
+def _mark_below(
+    root: CancelContext,
+    err: ContextError,
+    cause: BaseException,
+    origin: Origin,
+    when: float | None,
+    scopes: list[tuple[trio.CancelScope, trio.lowlevel.TrioToken]],
+    callbacks: list[AfterFunc],
+) -> None:
+    """The walk below a just-marked ``root`` (under the lock): mark, collect scopes and
+    after-funcs."""
+    stack: list[_Item] = [(root, err, cause, origin, when)]
+    while stack:
+        node, err, cause, origin, when = stack.pop()
+        if node is root:
+            pass
+        elif not isinstance(node, CancelContext):
+            if node._canceller is None:  # without_cancel(): cancellation stops here
+                continue
+        else:
+            if node._err is not None:
+                continue  # already done: so is its subtree
+            expired = node._expired_before(when)
+            if expired is not None:
+                when, own_cause = expired
+                err, cause = _deadline_err(node, own_cause)
+                origin = Origin.deadline(node, when)
+            node._err = err
+            node._cause = cause
+            node._origin = origin
+            if node._scopes:
+                scopes.extend(node._scopes.items())
+            if node._after:
+                callbacks.extend(node._after)
+            node._after = None
+        if node._children is not None:
+            for ref in child_refs(node._children):
+                child = ref()
+                if (
+                    child is None
+                    or isinstance(child, CancelContext)
+                    or child._canceller is not None
+                ):
+                    forget_child(node, ref)  # no longer a live child
+                    if child is not None:
+                        stack.append((child, err, cause, origin, when))
+                # without_cancel() children stay: they outlive this node's cancellation
 
 
 def _move_deadline(root: CancelContext, deadline: float, clock: trio.abc.Clock) -> None:
@@ -323,37 +352,40 @@ def _move_deadline(root: CancelContext, deadline: float, clock: trio.abc.Clock) 
 def new_cancel(
     cls: type[CancelContext], parent: Context, kind: str, label_arg: object = None
 ) -> Any:
-    # Written out rather than built on _new(): creation is a hot path (benchmarks/core.py).
+    # Written out rather than built on _new(): creation is a hot path (benchmarks/core.py
+    # holds with_cancel() to 1.3x a trio.CancelScope()), so calls and property reads are few.
     # Every canceller is a CancelContext; the protocol type only keeps _context.py one-way.
-    canceller = cast(CancelContext | None, parent._canceller)
+    canceller: CancelContext | None = (
+        parent if isinstance(parent, CancelContext) else parent._canceller  # type: ignore[assignment]
+    )
     ctx = object.__new__(cls)
     ctx._parent = parent
     ctx._values = parent._values
     ctx._vpos = parent._vpos
     ctx._kind = kind
     ctx._label_arg = label_arg
-    ctx._children = None
-    ctx._done = None
-    ctx._err = None
-    ctx._cause = None
-    ctx._origin = None
-    ctx._scopes = None
-    ctx._after = None
-    ctx._with_binding = None
+    ctx._children = ctx._done = ctx._err = ctx._cause = ctx._origin = None
+    ctx._scopes = ctx._after = ctx._with_binding = None
     if canceller is None:
         ctx._deadline = _INF
         ctx._deadline_owner = ctx._clock = ctx._token = None
-        parent._add_child(ctx)
-        return ctx
-    ctx._deadline = canceller._deadline
-    ctx._deadline_owner = (
-        canceller._deadline_owner if canceller._deadline_owner is not None else canceller
-    )
-    ctx._clock = canceller._clock
-    ctx._token = canceller._token
-    parent._add_child(ctx)  # only now: a concurrent cancel of the parent may walk it at once
-    if canceller._err is not None or (
-        canceller._clock is not None and canceller._poll() is not None
+    else:
+        ctx._deadline = canceller._deadline
+        owner = canceller._deadline_owner
+        ctx._deadline_owner = canceller if owner is None else owner
+        ctx._clock = canceller._clock
+        ctx._token = canceller._token
+    # Register with the parent (its _add_child, inlined for the usual cases): only now, as a
+    # concurrent cancel of the parent may walk the child at once.
+    if parent._parent is not None:
+        kids = parent._children
+        if kids is None or (type(kids) is weakref.ref and kids() is None):
+            parent._children = weakref.ref(ctx)
+        else:
+            parent._add_child(ctx)
+    if canceller is not None and (
+        canceller._err is not None
+        or (canceller._clock is not None and canceller._poll() is not None)
     ):
         # Born done: the parent's err and cause (a concurrent parent cancel may get here first).
         with _lock:

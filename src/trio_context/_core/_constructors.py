@@ -26,6 +26,7 @@ from typing import Any
 
 import trio
 
+from .._trio_private import run_clock_and_token
 from ._after import after_func
 from ._cancel import CancelContext, new_cancel
 from ._common import check_cause, check_number, check_seconds, clock_for
@@ -68,7 +69,8 @@ def with_cancel(parent: Context) -> CancelContext:
     Raises:
         TypeError: ``parent`` is not a context.
     """
-    check_parent(parent)
+    if not isinstance(parent, Context):  # pyright: ignore[reportUnnecessaryIsInstance]
+        check_parent(parent)  # raises
     ctx: CancelContext = new_cancel(CancelContext, parent, "with_cancel")
     return ctx
 
@@ -89,22 +91,32 @@ def with_deadline(
     check_parent(parent)
     deadline = check_number("deadline", deadline)
     check_cause(cause)
-    return _with_deadline(parent, deadline, cause, "with_deadline", deadline)
+    run = run_clock_and_token()
+    if run is None:
+        clock_for("with_deadline()")  # raises
+        raise AssertionError("unreachable")  # pragma: no cover
+    return _with_deadline(parent, deadline, cause, "with_deadline", deadline, run)
 
 
 def _with_deadline(
-    parent: Context, deadline: float, cause: BaseException | None, kind: str, label_arg: object
+    parent: Context,
+    deadline: float,
+    cause: BaseException | None,
+    kind: str,
+    label_arg: object,
+    run: tuple[trio.abc.Clock, trio.lowlevel.TrioToken],
+    now: float | None = None,
 ) -> CancelContext:
-    clock = clock_for(f"{kind}()")
     ctx: CancelContext = new_cancel(CancelContext, parent, kind, label_arg)
     if deadline < ctx._deadline:
+        clock, token = run
         ctx._deadline = deadline
         ctx._deadline_owner = None  # its own (a reference to itself would be a cycle)
         ctx._clock = clock
-        ctx._token = trio.lowlevel.current_trio_token()
+        ctx._token = token
         if ctx._err is None:
             ctx._cause = cause
-            if deadline <= clock.current_time():
+            if deadline <= (clock.current_time() if now is None else now):
                 ctx._expire()
     return ctx
 
@@ -119,11 +131,21 @@ def with_timeout(
         ValueError: ``seconds`` is negative or NaN.
         RuntimeError: no trio loop is running.
     """
-    check_parent(parent)
-    seconds = check_seconds(seconds)
-    check_cause(cause)
-    now = clock_for("with_timeout()").current_time()
-    return _with_deadline(parent, now + seconds, cause, "with_timeout", seconds)
+    # The checks inlined for the common case: with_timeout() is on every request's path.
+    if not isinstance(parent, Context):  # pyright: ignore[reportUnnecessaryIsInstance]
+        check_parent(parent)  # raises
+    if type(seconds) is int:
+        seconds = float(seconds)
+    if type(seconds) is not float or not seconds >= 0:  # NaN fails >= 0
+        seconds = check_seconds(seconds)
+    if cause is not None:
+        check_cause(cause)
+    run = run_clock_and_token()
+    if run is None:
+        clock_for("with_timeout()")  # raises
+        raise AssertionError("unreachable")  # pragma: no cover
+    now = run[0].current_time()
+    return _with_deadline(parent, now + seconds, cause, "with_timeout", seconds, run, now)
 
 
 def with_value(parent: Context, key: Hashable, value: Any) -> Context:

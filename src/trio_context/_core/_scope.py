@@ -13,6 +13,7 @@ from typing import Final, Protocol
 
 import trio
 
+from .._trio_private import run_token
 from ._common import _INF, _lock
 from ._errors import ContextError
 from ._state import CancelState
@@ -91,10 +92,9 @@ class _Binding:
         if canceller is None:
             cs = trio.CancelScope()
         else:
-            try:
-                token = trio.lowlevel.current_trio_token()
-            except RuntimeError:
-                raise RuntimeError("ctx.scope() must be used inside a running trio loop") from None
+            token = run_token()
+            if token is None:
+                raise RuntimeError("ctx.scope() must be used inside a running trio loop")
             deadline = canceller._scope_deadline()
             # Passing deadline= costs trio as much again as the scope itself: only when needed.
             cs = trio.CancelScope() if deadline == _INF else trio.CancelScope(deadline=deadline)

@@ -11,9 +11,9 @@ protocol below, so the read-only side (``_context.py``) never imports the cancel
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import weakref
+from types import FrameType
 from typing import Final, NoReturn, Protocol
 
 import trio
@@ -72,16 +72,15 @@ class Origin:
         return cls(ctx, "deadline", "deadline", when)
 
     @classmethod
-    def capture(cls, ctx: CancelState) -> Origin:
+    def capture(cls, ctx: CancelState, frame: FrameType) -> Origin:
         """The caller of ``cancel()``: its task (or thread), trio time and first frame outside
-        this package."""
+        this package, from ``frame`` (``cancel()``'s caller) up."""
         try:
             task = trio.lowlevel.current_task().name
             when: float | None = trio.current_time()
         except RuntimeError:
             task = f"thread {threading.current_thread().name}"
             when = ctx._clock.current_time() if ctx._clock is not None else None
-        frame = sys._getframe(2)
         while frame.f_back is not None and frame.f_code.co_filename.startswith(PACKAGE_DIR):
             frame = frame.f_back
         return cls(ctx, task, f"{frame.f_code.co_filename}:{frame.f_lineno}", when)
