@@ -26,7 +26,7 @@ from ._common import (
 )
 from ._context import Context, child_refs, forget_child
 from ._errors import ContextCancelled, ContextError, DeadlineExceeded
-from ._scope import _Binding
+from ._scope import WithBlock, current_var
 from ._state import Origin
 from ._timers import timers
 
@@ -63,7 +63,7 @@ class CancelContext(Context):
     _origin: Origin | None
     _scopes: dict[trio.CancelScope, trio.lowlevel.TrioToken] | None  # bound trio scopes
     _after: list[AfterFunc] | None
-    _with_binding: _Binding | None
+    _with_binding: WithBlock | None  # the trio scope of a `with ctx:` block
 
     def cancel(self, cause: BaseException | None = None) -> None:
         """Cancel the context: set ``err`` to :class:`ContextCancelled` (``cause`` or the err
@@ -78,10 +78,17 @@ class CancelContext(Context):
         """
         if cause is not None:
             check_cause(cause)
-        if self._err is not None or (self._clock is not None and self._poll() is not None):
+        if self._err is not None:
             return
+        now = None
+        if self._clock is not None:  # a deadline that passed unseen wins (first cause)
+            now = self._clock.current_time()
+            if self._is_due(now):
+                self._on_due()
+                if self._err is not None:
+                    return
         err = ContextCancelled("context cancelled")
-        origin = Origin.capture(self, sys._getframe(1))
+        origin = Origin.capture(self, sys._getframe(1), now)
         if _finish_tree(self, err, err if cause is None else cause, origin):
             self._detach()
 
@@ -120,13 +127,23 @@ class CancelContext(Context):
         self.cancel_at(clock_for("cancel_after()").current_time() + seconds, cause=cause)
 
     def __enter__(self) -> CancelContext:
+        # Like scope(), written out: the block holds its one trio scope in _with_binding
+        # (no registration in _scopes), which the cancel walk reads too.
         if self._with_binding is not None:
             raise RuntimeError(
                 f"{self._label()} is already entered; use ctx.scope() for concurrent blocks"
             )
-        binding = _Binding(self, bind=True, swallow=False)
-        binding.__enter__()
-        self._with_binding = binding
+        token = run_token()
+        if token is None:
+            raise RuntimeError("`with ctx:` must be used inside a running trio loop")
+        deadline = self._deadline
+        cs = trio.CancelScope() if deadline == _INF else trio.CancelScope(deadline=deadline)
+        block = WithBlock(cs, token)
+        self._with_binding = block  # from now on a cancel reaches cs
+        if self._err is not None:
+            cs.cancel()
+        cs.__enter__()
+        block.var_token = current_var.set(self)
         return self
 
     def __exit__(
@@ -135,11 +152,19 @@ class CancelContext(Context):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        binding = self._with_binding
-        assert binding is not None, "CancelContext exited without being entered"
-        self._with_binding = None
+        block = self._with_binding
+        assert block is not None, "CancelContext exited without being entered"
+        cs = block.cs
         try:
-            return binding.__exit__(etype, exc, tb)
+            try:
+                suppressed = cs.__exit__(etype, exc, tb)
+            finally:
+                if block.var_token is not None:
+                    current_var.reset(block.var_token)
+                self._with_binding = None
+            if cs.cancelled_caught and self._poll() is not None:
+                self._raise_err()
+            return suppressed
         finally:
             if self._err is None:
                 self.cancel()
@@ -154,6 +179,14 @@ class CancelContext(Context):
     @_canceller.setter
     def _canceller(self, value: object) -> None:  # pyright: ignore[reportIncompatibleVariableOverride]
         raise AttributeError("a CancelContext is its own canceller")
+
+    def _bound_scopes(self) -> list[trio.CancelScope]:
+        """The trio scopes bound to this context's own state right now."""
+        scopes = list(self._scopes or ())
+        block = self._with_binding
+        if block is not None:
+            scopes.append(block.cs)
+        return scopes
 
     def _scope_deadline(self) -> float:
         """The deadline bound trio scopes carry natively."""
@@ -254,6 +287,8 @@ def _finish_tree(
         root._origin = origin
         if root._scopes:
             scopes.extend(root._scopes.items())
+        if root._with_binding is not None:
+            scopes.append((root._with_binding.cs, root._with_binding.token))
         if root._after:
             callbacks.extend(root._after)
             root._after = None
@@ -306,6 +341,8 @@ def _mark_below(
             node._origin = origin
             if node._scopes:
                 scopes.extend(node._scopes.items())
+            if node._with_binding is not None:
+                scopes.append((node._with_binding.cs, node._with_binding.token))
             if node._after:
                 callbacks.extend(node._after)
             node._after = None
@@ -339,9 +376,8 @@ def _move_deadline(root: CancelContext, deadline: float, clock: trio.abc.Clock) 
             node._deadline_owner = None if node is root else root
             node._clock = clock
             node._token = token
-            if node._scopes:
-                for cs in node._scopes.copy():
-                    cs.deadline = min(cs.deadline, node._scope_deadline())
+            for cs in node._bound_scopes():
+                cs.deadline = min(cs.deadline, node._scope_deadline())
         if node._children is not None:
             for ref in child_refs(node._children):
                 child = ref()

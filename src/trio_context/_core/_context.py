@@ -209,7 +209,8 @@ class Context:
             lines.append(f"  cause: {cause!r}")
         path: list[str] = []
         node: Context | None = self
-        ender = id(origin.ctx())  # the context whose cancel or deadline ended this one
+        ender = origin.ctx_id  # the context whose cancel or deadline ended this one (alive:
+        # it is this one or an ancestor)
         while node is not None:
             path.append(node._label())
             if id(node) == ender:

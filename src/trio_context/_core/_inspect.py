@@ -39,4 +39,4 @@ def bound_scopes(ctx: Context) -> list[trio.CancelScope]:
     context that shares its parent's: those scopes are counted on the one it shares)."""
     if not isinstance(ctx, CancelContext):
         return []
-    return list((ctx._scopes or {}).keys())
+    return ctx._bound_scopes()

@@ -18,7 +18,7 @@ from ._common import _INF, _lock
 from ._errors import ContextError
 from ._state import CancelState
 
-__all__ = ["Bindable", "Done", "current_var"]
+__all__ = ["Bindable", "Done", "WithBlock", "current_var"]
 
 
 class Bindable(Protocol):
@@ -95,7 +95,7 @@ class _Binding:
             token = run_token()
             if token is None:
                 raise RuntimeError("ctx.scope() must be used inside a running trio loop")
-            deadline = canceller._scope_deadline()
+            deadline = canceller._deadline
             # Passing deadline= costs trio as much again as the scope itself: only when needed.
             cs = trio.CancelScope() if deadline == _INF else trio.CancelScope(deadline=deadline)
             scopes = canceller._scopes
@@ -136,6 +136,18 @@ class _Binding:
                 return True
             canceller._raise_err()
         return suppressed
+
+
+class WithBlock:
+    """The trio scope of a ``with ctx:`` block on a ``CancelContext`` (held in its
+    ``_with_binding`` while the block runs; the cancel walk reaches the scope through it)."""
+
+    __slots__ = ("cs", "token", "var_token")
+
+    def __init__(self, cs: trio.CancelScope, token: trio.lowlevel.TrioToken) -> None:
+        self.cs = cs
+        self.token = token
+        self.var_token: Token[Bindable] | None = None
 
 
 # Set by every bound scope; read by trio_context.current(), whose default is background().

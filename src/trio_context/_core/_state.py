@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import threading
-import weakref
 from types import FrameType
 from typing import Final, NoReturn, Protocol
 
@@ -59,31 +58,46 @@ class CancelState(Protocol):
 class Origin:
     """Who ended a context, where and when: the first line of ``explain()``."""
 
-    __slots__ = ("ctx", "task", "when", "where")
+    __slots__ = ("ctx_id", "file", "line", "task", "when")
 
-    def __init__(self, ctx: CancelState, task: str, where: str, when: float | None) -> None:
-        self.ctx = weakref.ref(ctx)  # weak: the origin is kept by the context it names
-        self.task = task
-        self.where = where
-        self.when = when
+    ctx_id: int  # id() of the context whose cancel or deadline it was (an ancestor or itself)
+    task: str  # the task (or thread) that called cancel(), or "deadline"
+    file: str  # where cancel() was called ("deadline" for a deadline)
+    line: int
+    when: float | None  # trio time
+
+    @property
+    def where(self) -> str:
+        """``file:line`` of the ``cancel()`` call, or ``"deadline"``."""
+        return self.file if self.task == "deadline" else f"{self.file}:{self.line}"
 
     @classmethod
     def deadline(cls, ctx: CancelState, when: float) -> Origin:
-        return cls(ctx, "deadline", "deadline", when)
+        origin = object.__new__(cls)
+        origin.ctx_id = id(ctx)
+        origin.task = origin.file = "deadline"
+        origin.line = 0
+        origin.when = when
+        return origin
 
     @classmethod
-    def capture(cls, ctx: CancelState, frame: FrameType) -> Origin:
-        """The caller of ``cancel()``: its task (or thread), trio time and first frame outside
-        this package, from ``frame`` (``cancel()``'s caller) up."""
+    def capture(cls, ctx: CancelState, frame: FrameType, now: float | None) -> Origin:
+        """The caller of ``cancel()``: its task (or thread), the trio time (``now`` when the
+        caller read the context's clock already) and the first frame outside this package,
+        from ``frame`` (``cancel()``'s caller) up. Cheap: it runs at every ``with ctx:`` exit."""
+        origin = object.__new__(cls)
+        origin.ctx_id = id(ctx)
         try:
-            task = trio.lowlevel.current_task().name
-            when: float | None = trio.current_time()
+            origin.task = trio.lowlevel.current_task().name
+            origin.when = trio.current_time() if now is None else now
         except RuntimeError:
-            task = f"thread {threading.current_thread().name}"
-            when = ctx._clock.current_time() if ctx._clock is not None else None
+            origin.task = f"thread {threading.current_thread().name}"
+            origin.when = ctx._clock.current_time() if ctx._clock is not None else now
         while frame.f_back is not None and frame.f_code.co_filename.startswith(PACKAGE_DIR):
             frame = frame.f_back
-        return cls(ctx, task, f"{frame.f_code.co_filename}:{frame.f_lineno}", when)
+        origin.file = frame.f_code.co_filename
+        origin.line = frame.f_lineno
+        return origin
 
 
 # Frames under the package are the library's own, skipped when looking for cancel()'s caller.
