@@ -14,10 +14,12 @@ one way, from the bottom up::
     _hard                       the hard twin recorded above a soft context
 
 This ``__init__`` is the core's API for the toolkit: the public names plus the few hooks the
-toolkit shares (argument checks, the clock check, the logger, inspection).
+toolkit shares (argument checks, the clock check, the logger, inspection, and for groups:
+``ScopeTie`` to tie a nursery's own scope to a context, ``on_done`` for a callback called at
+once on the trio thread, ``call_at`` for a timer without a task).
 """
 
-from ._after import after_func
+from ._after import after_func, call_at, on_done
 from ._cancel import CancelContext
 from ._common import check_cause, check_number, check_seconds, clock_for, logger
 from ._constructors import (
@@ -33,7 +35,8 @@ from ._errors import ContextCancelled, ContextError, DeadlineExceeded
 from ._hard import HARD_KEY, hard_context
 from ._idle import IdleContext, IdleTimeout, with_idle_timeout
 from ._inspect import bound_scopes, canceller_of, label_of, label_parts, parent_of
-from ._scope import Done
+from ._scope import Done, ScopeTie
+from ._timers import Timed
 
 __all__ = [
     "HARD_KEY",
@@ -45,9 +48,12 @@ __all__ = [
     "Done",
     "IdleContext",
     "IdleTimeout",
+    "ScopeTie",
+    "Timed",
     "after_func",
     "background",
     "bound_scopes",
+    "call_at",
     "canceller_of",
     "cause",
     "check_cause",
@@ -60,6 +66,7 @@ __all__ = [
     "label_of",
     "label_parts",
     "logger",
+    "on_done",
     "parent_of",
     "todo",
     "with_cancel",

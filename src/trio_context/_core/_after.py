@@ -11,9 +11,9 @@ from ._callbacks import AfterFunc
 from ._cancel import CancelContext
 from ._common import _INF, _lock, trio_token_or_none
 from ._context import Context, check_parent
-from ._timers import timers
+from ._timers import Timed, timers
 
-__all__ = ["after_func"]
+__all__ = ["after_func", "call_at", "on_done"]
 
 
 def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
@@ -33,7 +33,7 @@ def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
     check_parent(ctx, "ctx")
     if not callable(fn):
         raise TypeError(f"`fn` must be callable, not {type(fn).__name__}")
-    entry = AfterFunc(fn, trio_token_or_none())
+    entry = AfterFunc(fn, trio_token_or_none(), direct=False)
     canceller = cast(CancelContext | None, ctx._canceller)
     if canceller is not None:
         with _lock:
@@ -58,6 +58,37 @@ def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
         return True
 
     return stop
+
+
+def on_done(ctx: Context, fn: Callable[[], object]) -> None:
+    """The toolkit's hook: like :func:`after_func` without a ``stop()``, and ``fn`` is called
+    *at once* by whatever ends the context when that runs in the registering run's trio
+    thread (else through its token, as ``after_func`` does): no trip through trio's entry
+    queue. So ``fn`` must be quick, must not block and must not raise (it is logged if it
+    does): it may run inside a ``cancel()`` or a read of ``ctx.err`` that finds the deadline
+    passed. Safe from any thread."""
+    entry = AfterFunc(fn, trio_token_or_none(), direct=True)
+    canceller = ctx._canceller
+    if canceller is None:
+        return  # never done
+    with _lock:
+        registered = canceller._err is None
+        if registered:
+            if canceller._after is None:
+                canceller._after = []
+            canceller._after.append(entry)
+    if not registered:
+        entry.dispatch()
+    elif canceller._clock is not None and canceller._deadline != _INF:
+        if canceller._poll() is None:
+            arm_timer(canceller)  # type: ignore[arg-type]
+
+
+def call_at(when: float, target: Timed) -> None:
+    """The toolkit's hook: call ``target._on_timer(now)`` at trio time ``when`` from the run's
+    timer task (it may return a later time to be called again). ``target`` is held weakly: one
+    that is gone is skipped. Trio thread only."""
+    timers().add(when, target)
 
 
 def arm_timer(ctx: CancelContext) -> None:

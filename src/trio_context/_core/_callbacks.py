@@ -11,30 +11,38 @@ from typing import Final
 
 import trio
 
+from .._trio_private import run_token
 from ._common import _lock, logger
 
 
 class AfterFunc:
     """One callback: pending until dispatched or stopped, then never again."""
 
-    __slots__ = ("fn", "state", "token")
+    __slots__ = ("direct", "fn", "state", "token")
 
     PENDING: Final = 0
     STARTED: Final = 1
     STOPPED: Final = 2
 
-    def __init__(self, fn: Callable[[], object], token: trio.lowlevel.TrioToken | None) -> None:
+    def __init__(
+        self, fn: Callable[[], object], token: trio.lowlevel.TrioToken | None, *, direct: bool
+    ) -> None:
         self.fn = fn
         self.token = token  # the run it belongs to (None: registered outside trio)
+        self.direct = direct  # called at once when dispatched in that run's thread
         self.state = self.PENDING
 
     def dispatch(self) -> None:
-        """Start the call (once): in the registering run's trio thread, else right here."""
+        """Start the call (once): in the registering run's trio thread (through its token, or at
+        once for a ``direct`` entry already there), else right here."""
         with _lock:
             if self.state != self.PENDING:
                 return
             self.state = self.STARTED
         if self.token is not None:
+            if self.direct and self.token is run_token():
+                self.call()
+                return
             try:
                 self.token.run_sync_soon(self.call)
                 return

@@ -18,7 +18,7 @@ from ._common import _INF, _lock
 from ._errors import ContextError
 from ._state import CancelState
 
-__all__ = ["Bindable", "Done", "WithBlock", "current_var"]
+__all__ = ["Bindable", "Done", "ScopeTie", "WithBlock", "current_var"]
 
 
 class Bindable(Protocol):
@@ -136,6 +136,52 @@ class _Binding:
                 return True
             canceller._raise_err()
         return suppressed
+
+
+class ScopeTie:
+    """Ties a trio scope that someone else entered (a nursery's) to a context as ``scope()``
+    would: the scope gets the context's deadline, the context's end cancels it (from any
+    thread), and ``current()`` is the context until :meth:`untie`. ``open_group`` ties its
+    nursery's scope, so a group costs one trio scope, not two. Trio thread only.
+
+    Raises:
+        RuntimeError: outside a trio run.
+    """
+
+    __slots__ = ("_canceller", "_cs", "_var_token")
+
+    def __init__(self, ctx: Bindable, cs: trio.CancelScope) -> None:
+        token = run_token()
+        if token is None:
+            raise RuntimeError("ScopeTie must be used inside a running trio loop")
+        canceller = self._canceller = ctx._canceller
+        self._cs = cs
+        if canceller is not None:
+            if canceller._deadline < cs.deadline:
+                cs.deadline = canceller._deadline
+            scopes = canceller._scopes
+            if scopes is None:
+                with _lock:
+                    scopes = canceller._scopes
+                    if scopes is None:
+                        scopes = canceller._scopes = {}
+            scopes[cs] = token
+            if canceller._err is not None:
+                cs.cancel()
+        self._var_token = current_var.set(ctx)
+
+    def untie(self) -> bool:
+        """Undo the tie (in the same task, once the scope has exited). Return True when the
+        context's end interrupted the scope (it caught a cancellation, and the context is
+        done): the caller raises the context's err, as ``scope()`` does."""
+        current_var.reset(self._var_token)
+        canceller = self._canceller
+        if canceller is None:
+            return False
+        scopes = canceller._scopes
+        if scopes is not None:
+            scopes.pop(self._cs, None)
+        return self._cs.cancelled_caught and canceller._poll() is not None
 
 
 class WithBlock:

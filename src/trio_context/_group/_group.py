@@ -41,10 +41,12 @@ from .._core import (
     CancelContext,
     Context,
     ContextError,
-    after_func,
+    ScopeTie,
+    call_at,
     check_parent,
     current,
     logger,
+    on_done,
     parent_of,
     with_cancel,
 )
@@ -91,7 +93,6 @@ class TaskGroup:
     _outcome: GroupErrors = attrs.field(init=False)  # real errors; own cancellation dropped
     _body_done: bool = attrs.field(default=False, init=False)
     _closed: bool = attrs.field(default=False, init=False)
-    _watch_cs: trio.CancelScope | None = attrs.field(default=None, init=False)
     _watching: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -312,39 +313,30 @@ class TaskGroup:
     def _task_done(self) -> None:
         self._live -= 1
         self._finished += 1
-        if self._live == 0 and self._body_done and self._watch_cs is not None:
-            self._watch_cs.cancel()
 
     def _body_finished(self) -> None:
         self._body_done = True
-        if self._live == 0 and self._watch_cs is not None:
-            self._watch_cs.cancel()
 
     # -- stuck-task watchdog --------------------------------------------------------------------
 
     def _on_cancelled(self) -> None:
-        """``after_func`` on the group's context (trio thread): start the watchdog."""
+        """Called at once (trio thread) when the group's context is done: arm the watchdog, a
+        timer of the run's timer task (no task of its own), ``grace`` seconds from now."""
         if self._closed or self._watching or (self._live == 0 and self._body_done):
             return
-        self._watching = True
-        try:
-            self._nursery.start_soon(self._watch, name="trio_context.open_group watchdog")
-        except RuntimeError:  # pragma: no cover - the nursery closed in between
-            pass
-
-    async def _watch(self) -> None:
         assert self._grace is not None
-        with trio.CancelScope(shield=True) as cs:
-            self._watch_cs = cs
-            if self._live == 0 and self._body_done:
-                return
-            await trio.sleep(self._grace)
-            me = trio.lowlevel.current_task()
-            stuck = [task for task in self._nursery.child_tasks if task is not me]
-            if not self._body_done:
-                stuck.insert(0, self._nursery.parent_task)
-            for task in stuck:
-                self._report(task)
+        self._watching = True
+        call_at(trio.current_time() + self._grace, self)
+
+    def _on_timer(self, now: float) -> None:
+        """The watchdog: report every task of the group still running (and the body)."""
+        if self._closed or (self._live == 0 and self._body_done):
+            return
+        stuck = list(self._nursery.child_tasks)
+        if not self._body_done:
+            stuck.insert(0, self._nursery.parent_task)
+        for task in stuck:
+            self._report(task)
 
     def _report(self, task: trio.lowlevel.Task) -> None:
         assert self._grace is not None
@@ -384,17 +376,20 @@ async def open_group(
     check_options(limit, grace, strict)
     gctx = with_cancel(ctx)
     group: TaskGroup | None = None
-    stop: Callable[[], bool] | None = None
     caught: ContextError | None = None
     try:
         try:
-            with gctx.scope():
+            # The nursery's own scope is the group's: tied to gctx (its deadline, its cancel),
+            # so the group costs one trio scope, not two.
+            tie: ScopeTie | None = None
+            try:
                 async with trio.open_nursery() as nursery:
+                    tie = ScopeTie(gctx, nursery.cancel_scope)
                     group = TaskGroup(
                         context=gctx, nursery=nursery, limit=limit, grace=grace, strict=strict
                     )
                     if grace is not None and grace != math.inf:
-                        stop = after_func(gctx, group._on_cancelled)
+                        on_done(gctx, group._on_cancelled)
                     try:
                         yield group
                     except BaseException as exc:
@@ -405,8 +400,13 @@ async def open_group(
                             raise rest from None
                     finally:
                         group._body_finished()
-        except ContextError as exc:  # from gctx.scope(): the context interrupted something
-            caught = exc
+            finally:
+                interrupted = tie is not None and tie.untie()
+            if interrupted:  # gctx's end interrupted the nursery: as scope() would, raise it
+                try:
+                    gctx.check()
+                except ContextError as exc:
+                    caught = exc
         except BaseException as exc:  # trio's cancellation from outside, passing through
             if group is not None and group._outcome.errors:
                 raise exception_group([*group._outcome.errors, exc]) from None
@@ -414,8 +414,6 @@ async def open_group(
     finally:
         if group is not None:
             group._closed = True
-        if stop is not None:
-            stop()
         outer = ctx.err is not None and gctx.err is ctx.err
         gctx.cancel()
     assert group is not None
