@@ -29,9 +29,8 @@ rest belongs in the trio thread.
 
 from __future__ import annotations
 
-import math
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager, nullcontext
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import nullcontext
 from typing import Any, Final, TypeVarTuple, final
 
 import attrs
@@ -40,22 +39,17 @@ import trio
 from .._core import (
     CancelContext,
     Context,
-    ContextError,
-    ScopeTie,
     call_at,
-    check_parent,
     current,
     logger,
-    on_done,
     parent_of,
-    with_cancel,
 )
-from ._errors import GroupErrors, exception_group
+from ._errors import GroupErrors
 from ._slots import Slots, Ticket
-from ._spawn import Status, check_afn, check_options, coroutine_of
+from ._spawn import Status, check_afn, coroutine_of
 from ._stuck import stuck_report
 
-__all__ = ["GroupStatistics", "TaskGroup", "open_group"]
+__all__ = ["DEFAULT_GRACE", "GroupStatistics", "TaskGroup"]
 
 PosArgsT = TypeVarTuple("PosArgsT")
 
@@ -345,81 +339,3 @@ class TaskGroup:
             self._outcome.errors.append(report)
         else:
             logger.warning("%s", report)
-
-
-@asynccontextmanager
-async def open_group(
-    ctx: Context,
-    *,
-    limit: int | None = None,
-    grace: float | None = DEFAULT_GRACE,
-    strict: bool = False,
-) -> AsyncGenerator[TaskGroup]:
-    """Open a task group bound to a ``with_cancel`` child of ``ctx`` (Go's errgroup on a
-    trio nursery; see the module rules). At most ``limit`` tasks run at once, the rest wait
-    in FIFO order. A task still running ``grace`` seconds after the group's context was
-    cancelled is reported (None: never); ``strict=True`` raises :class:`StuckTaskError`::
-
-        async with tc.open_group(ctx, limit=4) as group:
-            for url in urls:
-                group.start_soon(fetch, url)
-
-    Each ``async with`` opens a new group; use it in the trio thread.
-
-    Raises:
-        TypeError: ``ctx`` is not a context, or an option has the wrong type.
-        ValueError: ``limit`` is below 1, ``grace`` negative or NaN.
-        ExceptionGroup, BaseExceptionGroup: the real errors of the tasks and the body.
-        ContextCancelled, DeadlineExceeded: the outer ``ctx`` ended and interrupted the work.
-    """
-    check_parent(ctx, "ctx")
-    check_options(limit, grace, strict)
-    gctx = with_cancel(ctx)
-    group: TaskGroup | None = None
-    caught: ContextError | None = None
-    try:
-        try:
-            # The nursery's own scope is the group's: tied to gctx (its deadline, its cancel),
-            # so the group costs one trio scope, not two.
-            tie: ScopeTie | None = None
-            try:
-                async with trio.open_nursery() as nursery:
-                    tie = ScopeTie(gctx, nursery.cancel_scope)
-                    group = TaskGroup(
-                        context=gctx, nursery=nursery, limit=limit, grace=grace, strict=strict
-                    )
-                    if grace is not None and grace != math.inf:
-                        on_done(gctx, group._on_cancelled)
-                    try:
-                        yield group
-                    except BaseException as exc:
-                        rest = group._outcome.sort(exc)
-                        if rest is exc:
-                            raise
-                        if rest is not None:
-                            raise rest from None
-                    finally:
-                        group._body_finished()
-            finally:
-                interrupted = tie is not None and tie.untie()
-            if interrupted:  # gctx's end interrupted the nursery: as scope() would, raise it
-                try:
-                    gctx.check()
-                except ContextError as exc:
-                    caught = exc
-        except BaseException as exc:  # trio's cancellation from outside, passing through
-            if group is not None and group._outcome.errors:
-                raise exception_group([*group._outcome.errors, exc]) from None
-            raise
-    finally:
-        if group is not None:
-            group._closed = True
-        outer = ctx.err is not None and gctx.err is ctx.err
-        gctx.cancel()
-    assert group is not None
-    if group._outcome.errors:
-        raise exception_group(group._outcome.errors) from None
-    if outer and (caught is not None or group._outcome.interrupted):
-        if caught is not None:
-            raise caught
-        gctx.check()

@@ -1,0 +1,159 @@
+"""``open_group``: the ``async with`` that opens a :class:`TaskGroup` and applies its exit rules.
+
+A class, not an ``@asynccontextmanager`` generator: a group is opened per request (``race``
+is one), and the generator machinery cost as much as the rest of an empty group. The nursery's
+own cancel scope is the group's, tied to ``group.context`` (one trio scope, not two).
+"""
+
+from __future__ import annotations
+
+import math
+from types import TracebackType
+from typing import final
+
+import trio
+
+from .._core import (
+    CancelContext,
+    Context,
+    ContextError,
+    ScopeTie,
+    check_parent,
+    on_done,
+    with_cancel,
+)
+from ._errors import exception_group
+from ._group import DEFAULT_GRACE, TaskGroup
+from ._spawn import check_options
+
+__all__ = ["open_group"]
+
+
+def open_group(
+    ctx: Context,
+    *,
+    limit: int | None = None,
+    grace: float | None = DEFAULT_GRACE,
+    strict: bool = False,
+) -> GroupManager:
+    """Open a task group bound to a ``with_cancel`` child of ``ctx`` (Go's errgroup on a
+    trio nursery; see the rules in ``_group.py``). At most ``limit`` tasks run at once, the
+    rest wait in FIFO order. A task still running ``grace`` seconds after the group's context
+    was cancelled is reported (None: never); ``strict=True`` raises :class:`StuckTaskError`::
+
+        async with tc.open_group(ctx, limit=4) as group:
+            for url in urls:
+                group.start_soon(fetch, url)
+
+    Each ``async with`` opens a new group; use it in the trio thread.
+
+    Raises:
+        TypeError: ``ctx`` is not a context, or an option has the wrong type.
+        ValueError: ``limit`` is below 1, ``grace`` negative or NaN.
+        ExceptionGroup, BaseExceptionGroup: the real errors of the tasks and the body.
+        ContextCancelled, DeadlineExceeded: the outer ``ctx`` ended and interrupted the work.
+    """
+    return GroupManager(ctx, limit, grace, strict)
+
+
+@final
+class GroupManager:
+    """What :func:`open_group` returns: enter it once with ``async with``."""
+
+    __slots__ = ("_ctx", "_grace", "_group", "_limit", "_nursery_cm", "_strict", "_tie")
+
+    def __init__(self, ctx: Context, limit: int | None, grace: float | None, strict: bool) -> None:
+        self._ctx = ctx
+        self._limit = limit
+        self._grace = grace
+        self._strict = strict
+        self._group: TaskGroup | None = None
+
+    async def __aenter__(self) -> TaskGroup:
+        if self._group is not None:
+            raise RuntimeError("this open_group() was already entered; call open_group() again")
+        check_parent(self._ctx, "ctx")
+        check_options(self._limit, self._grace, self._strict)
+        gctx = with_cancel(self._ctx)
+        self._nursery_cm = trio.open_nursery()
+        nursery = await self._nursery_cm.__aenter__()
+        self._tie = ScopeTie(gctx, nursery.cancel_scope)
+        group = self._group = TaskGroup(
+            context=gctx,
+            nursery=nursery,
+            limit=self._limit,
+            grace=self._grace,
+            strict=self._strict,
+        )
+        if self._grace is not None and self._grace != math.inf:
+            on_done(gctx, group._on_cancelled)
+        return group
+
+    async def __aexit__(
+        self,
+        etype: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        try:
+            await self._exit(exc)
+        except BaseException as raised:
+            if raised is exc:
+                return False  # the body's own exception: let Python re-raise it as it was
+            raise
+        return True  # the body's exception, if any, was the group's own cancellation
+
+    async def _exit(self, exc: BaseException | None) -> None:
+        """Apply the exit rules (``_group.py``): raise what the block raises, if anything."""
+        group = self._group
+        assert group is not None, "open_group() exited without being entered"
+        gctx: CancelContext = group.context
+        caught: ContextError | None = None
+        try:
+            try:
+                try:
+                    pending = _sort_body_error(group, exc)
+                    if pending is None:
+                        await self._nursery_cm.__aexit__(None, None, None)
+                    else:
+                        await self._nursery_cm.__aexit__(
+                            type(pending), pending, pending.__traceback__
+                        )
+                        raise pending  # pragma: no cover - a nursery never swallows it
+                finally:
+                    interrupted = self._tie.untie()
+                if interrupted:  # gctx's end interrupted the nursery: raise it, as scope() does
+                    try:
+                        gctx.check()
+                    except ContextError as err:
+                        caught = err
+            except BaseException as error:  # trio's cancellation from outside, passing through
+                if group._outcome.errors:
+                    raise exception_group([*group._outcome.errors, error]) from None
+                raise
+        finally:
+            group._closed = True
+            outer = self._ctx.err is not None and gctx.err is self._ctx.err
+            gctx.cancel()
+        if group._outcome.errors:
+            raise exception_group(group._outcome.errors) from None
+        if outer and (caught is not None or group._outcome.interrupted):
+            if caught is not None:
+                raise caught
+            gctx.check()
+
+
+def _sort_body_error(group: TaskGroup, exc: BaseException | None) -> BaseException | None:
+    """The body's exception, sorted as a task's is (see ``GroupErrors.sort``): the one that
+    goes on into the nursery (None: none)."""
+    try:
+        if exc is None:
+            return None
+        rest = group._outcome.sort(exc)
+        if rest is not None and rest is not exc:
+            rest.__cause__ = None  # as ``raise rest from None`` in an ``except exc`` block
+            rest.__context__ = exc
+            rest.__suppress_context__ = True
+        return rest
+    finally:
+        group._body_finished()
