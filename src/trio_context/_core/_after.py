@@ -84,11 +84,14 @@ def on_done(ctx: Context, fn: Callable[[], object]) -> None:
             arm_timer(canceller)  # type: ignore[arg-type]
 
 
-def call_at(when: float, target: Timed) -> None:
+def call_at(when: float, target: Timed) -> Callable[[], None]:
     """The toolkit's hook: call ``target._on_timer(now)`` at trio time ``when`` from the run's
     timer task (it may return a later time to be called again). ``target`` is held weakly: one
-    that is gone is skipped. Trio thread only."""
-    timers().add(when, target)
+    that is gone is skipped. Returns ``disarm()``, which forgets the call (and its memory) if
+    it has not happened yet. Trio thread only."""
+    run_timers = timers()
+    entry = run_timers.add(when, target)
+    return lambda: run_timers.disarm(entry)
 
 
 def arm_timer(ctx: CancelContext) -> None:

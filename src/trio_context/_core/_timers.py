@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import weakref
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import trio
 
@@ -29,15 +29,32 @@ class _Timers:
     later call (idle contexts do)."""
 
     def __init__(self) -> None:
-        self.heap: list[tuple[float, int, weakref.ref[Timed]]] = []
+        # Entries are [due time, sequence number, weak target or None once disarmed]: lists,
+        # compared in C (the unique sequence number settles every tie before the target).
+        self.heap: list[list[Any]] = []
         self.seq = 0
+        self.disarmed = 0
         self.scope: trio.CancelScope | None = None
 
-    def add(self, when: float, ctx: Timed) -> None:
+    def add(self, when: float, ctx: Timed) -> list[Any]:
         self.seq += 1
-        heapq.heappush(self.heap, (when, self.seq, weakref.ref(ctx)))
+        entry = [when, self.seq, weakref.ref(ctx)]
+        heapq.heappush(self.heap, entry)
         if self.scope is not None and when < self.scope.deadline:
             self.scope.deadline = when
+        return entry
+
+    def disarm(self, entry: list[Any]) -> None:
+        """Forget an entry before its time; the heap is rebuilt once most of it is disarmed
+        entries, so a stream of armed-then-disarmed timers keeps it small."""
+        if entry[2] is None:
+            return
+        entry[2] = None
+        self.disarmed += 1
+        if self.disarmed > 64 and self.disarmed * 2 > len(self.heap):
+            self.heap = [e for e in self.heap if e[2] is not None]
+            heapq.heapify(self.heap)
+            self.disarmed = 0
 
     async def run(self) -> None:
         while True:
@@ -45,7 +62,11 @@ class _Timers:
                 await trio.sleep_forever()
             now = trio.current_time()
             while self.heap and self.heap[0][0] <= now:
-                _, _, ref = heapq.heappop(self.heap)
+                entry = heapq.heappop(self.heap)
+                ref, entry[2] = entry[2], None  # served: a later disarm() is a no-op
+                if ref is None:
+                    self.disarmed -= 1
+                    continue
                 ctx = ref()
                 if ctx is not None:
                     again = ctx._on_timer(now)

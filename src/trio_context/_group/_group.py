@@ -88,6 +88,7 @@ class TaskGroup:
     _body_done: bool = attrs.field(default=False, init=False)
     _closed: bool = attrs.field(default=False, init=False)
     _watching: bool = attrs.field(default=False, init=False)
+    _disarm: Callable[[], None] | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._slots = None if self._limit is None else Slots(self._limit)
@@ -320,7 +321,13 @@ class TaskGroup:
             return
         assert self._grace is not None
         self._watching = True
-        call_at(trio.current_time() + self._grace, self)
+        self._disarm = call_at(trio.current_time() + self._grace, self)
+
+    def _close(self) -> None:
+        """The block is over: no more tasks, no watchdog."""
+        self._closed = True
+        if self._disarm is not None:
+            self._disarm()
 
     def _on_timer(self, now: float) -> None:
         """The watchdog: report every task of the group still running (and the body)."""

@@ -132,7 +132,7 @@ class GroupManager:
                     raise exception_group([*group._outcome.errors, error]) from None
                 raise
         finally:
-            group._closed = True
+            group._close()
             outer = self._ctx.err is not None and gctx.err is self._ctx.err
             gctx.cancel()
         if group._outcome.errors:
