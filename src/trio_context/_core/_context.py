@@ -150,13 +150,13 @@ class Context:
                 untouched even if the context is done by then.
             RuntimeError: outside a trio run.
         """
-        return _Binding(self, bind=True, swallow=False)
+        return _Binding(self, self._canceller, True, False)
 
     def move_on(self) -> _Binding:
         """Like :meth:`scope`, but the context's own cancellation is swallowed and the block
         just ends (trio's ``move_on_*`` shape). Check ``ctx.err`` or the scope's
         ``cancelled_caught`` afterwards."""
-        return _Binding(self, bind=True, swallow=True)
+        return _Binding(self, self._canceller, True, True)
 
     async def run(self, afn: Callable[[*PosArgsT], Awaitable[T]], *args: *PosArgsT) -> T:
         """Run ``afn(*args)`` inside :meth:`scope` and return its result: Go's

@@ -61,7 +61,7 @@ class Done:
             return
         # A deadline that is already due needs no clock read here: the bound scope below is
         # born cancelled, and its exit settles the context.
-        with _Binding(self._ctx, bind=False, swallow=True):
+        with _Binding(self._ctx, self._ctx._canceller, False, True):
             await trio.sleep_forever()
 
     def __repr__(self) -> str:
@@ -71,13 +71,16 @@ class Done:
 class _Binding:
     """What ``ctx.scope()`` returns: a trio ``CancelScope`` tied to the context for one ``with``.
 
-    A hot path (``benchmarks/core.py`` holds it to 1.3x a bare trio scope): keep it lean."""
+    A hot path (``benchmarks/core.py`` holds it to 1.15x a bare trio scope): keep it lean."""
 
     __slots__ = ("_bind", "_canceller", "_cs", "_ctx", "_swallow", "_var_token")
 
-    def __init__(self, ctx: Bindable, *, bind: bool, swallow: bool) -> None:
+    def __init__(
+        self, ctx: Bindable, canceller: CancelState | None, bind: bool, swallow: bool
+    ) -> None:
+        # (CancelContext.scope() fills one in itself: no __init__ frame on the hot path.)
         self._ctx = ctx
-        self._canceller = ctx._canceller
+        self._canceller = canceller
         self._bind = bind  # set current() to ctx inside
         self._swallow = swallow  # swallow the context's own cancellation (move_on)
         self._cs: trio.CancelScope | None = None
