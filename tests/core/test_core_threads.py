@@ -452,3 +452,16 @@ def test_cancel_from_thread_after_trio_run_finished() -> None:
     assert errors == []
     assert isinstance(ctx.err, tc.ContextCancelled)
     assert len(calls) <= 1  # run once, or not at all: there is no trio thread any more
+
+
+async def test_with_block_is_interrupted_by_a_cancel_from_a_thread() -> None:
+    # `with ctx:` holds its trio scope itself (not in the scope registry): a cancel from a
+    # worker thread still reaches it, and the tree dump counts it while it is open.
+    ctx = tc.with_cancel(tc.background())
+    with pytest.raises(tc.ContextCancelled):
+        with ctx:
+            assert tc.dump(ctx)["scopes"] == 1
+            await trio.to_thread.run_sync(ctx.cancel)
+            await trio.sleep_forever()
+    assert tc.dump(ctx)["scopes"] == 0
+    assert "called by task 'thread " in ctx.explain()  # cancel() came from a worker thread

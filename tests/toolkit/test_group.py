@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -743,3 +745,63 @@ async def test_race_bad_inputs() -> None:
         await tc.race(BG)
     with pytest.raises(TypeError, match=r"`afns\[1\]` must be an async function, not a coroutine"):
         await tc.race(BG, trio.lowlevel.checkpoint, trio.sleep(1))  # type: ignore[arg-type]  # noqa: ASYNC105
+
+
+# -- fixed costs (issue "Core performance at every scale") ------------------------------------
+
+
+async def test_a_cancelled_group_spawns_no_watchdog_task() -> None:
+    # The watchdog is a timer of the run's timer task: cancelling a group with a task still
+    # running adds no task to the group's nursery (it used to spawn one per cancelled group).
+    async with tc.open_group(tc.background()) as group:
+        group.start_soon(trio.sleep_forever)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery = trio.lowlevel.current_task().child_nurseries[-1]  # the group's
+        assert len(nursery.child_tasks) == 1
+        group.cancel()
+        assert len(nursery.child_tasks) == 1
+
+
+async def test_finished_races_leave_no_timers_behind() -> None:
+    # Each race cancels its loser, which arms the stuck-task watchdog; a race that ends
+    # disarms it, so a stream of races keeps nothing pending (tracemalloc, not timing).
+    async def quick() -> int:
+        await trio.lowlevel.checkpoint()
+        return 1
+
+    async def races(n: int) -> None:
+        for _ in range(n):
+            assert await tc.race(tc.background(), quick, trio.sleep_forever) == 1
+
+    await races(200)  # warm-up: the timer task and its heap exist
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        await races(5_000)
+        gc.collect()  # trio's own exception groups (a cancelled loser) are cyclic garbage
+        retained = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert retained < 64 * 1024, retained
+
+
+async def test_group_deadline_and_current_through_the_nursery_scope(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The group's context is tied to the nursery's own scope: its deadline is the scope's,
+    # tasks see it as current(), and its end interrupts them and the body.
+    ctx = tc.with_timeout(tc.background(), 3)
+    seen: list[tc.Context] = []
+
+    async def task() -> None:
+        seen.append(tc.current())
+        await trio.sleep_forever()
+
+    with pytest.raises(tc.DeadlineExceeded):
+        async with tc.open_group(ctx) as group:
+            group.start_soon(task)
+            assert tc.current() is group.context
+            await trio.sleep_forever()
+    assert seen == [group.context] and trio.current_time() == 3
+    assert tc.current() is tc.background()
