@@ -464,4 +464,4 @@ async def test_with_block_is_interrupted_by_a_cancel_from_a_thread() -> None:
             await trio.to_thread.run_sync(ctx.cancel)
             await trio.sleep_forever()
     assert tc.dump(ctx)["scopes"] == 0
-    assert "called by task 'thread " in ctx.explain()  # cancel() came from a worker thread
+    assert 'called by task "thread ' in ctx.explain()  # cancel() came from a worker thread
