@@ -126,23 +126,27 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> object:
-    """Import the layer that defines ``name`` (once) and return the name (PEP 562)."""
-    where = _LAZY.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(where, __name__)
-    if name == "propagation":
-        globals()[name] = module
-        return module
-    names = {n: getattr(module, n) for n, m in _LAZY.items() if m == where and n != "propagation"}
-    fixup_module_metadata(__name__, names)
-    globals().update(names)
-    return names[name]
+if not TYPE_CHECKING:  # hidden from type checkers: they see the names above, and a typo
+    # such as ``tc.with_timout`` stays an error for them
 
+    def __getattr__(name: str) -> object:
+        """Import the layer that defines ``name`` (once) and return the name (PEP 562)."""
+        where = _LAZY.get(name)
+        if where is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        module = importlib.import_module(where, __name__)
+        if name == "propagation":
+            globals()[name] = module
+            return module
+        names = {
+            n: getattr(module, n) for n, m in _LAZY.items() if m == where and n != "propagation"
+        }
+        fixup_module_metadata(__name__, names)
+        globals().update(names)
+        return names[name]
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
 
 
 # The public submodules fix their own names first; these are the rest.

@@ -617,7 +617,7 @@ async def test_no_context_waits_for_the_cycle_collector() -> None:
             for p in (tc.background(), parent):
                 ctx = make(p)
                 child = tc.with_timeout(ctx, 1)  # a deadline below it, inherited or not
-                refs = [weakref.ref(ctx), weakref.ref(child)]
+                refs: list[weakref.ref[tc.Context]] = [weakref.ref(ctx), weakref.ref(child)]
                 del ctx, child
                 assert [r() for r in refs] == [None, None], make
     finally:

@@ -1,30 +1,5 @@
-"""Task groups on contexts: :func:`open_group` (Go's errgroup), :func:`race`, stuck-task reports.
-
-Rules for callers:
-
-- Start the concurrent parts of one job in ``async with tc.open_group(ctx) as group:``; nothing
-  started there outlives the block. Tasks run with ``tc.current()`` being ``group.context`` and
-  are interrupted at their next checkpoint when it is done, even if they never look at ``done``.
-- The first task that fails cancels ``group.context`` with its exception as cause. Once every
-  task has finished, the block raises an ``ExceptionGroup`` (a ``BaseExceptionGroup`` if one is
-  a ``KeyboardInterrupt``...) of the *real* errors. The cancellations the group itself caused
-  are not errors: a sibling's ``trio.Cancelled`` or ``ContextCancelled`` (``DeadlineExceeded``)
-  that is ``group.context.err`` is dropped. Any other exception is kept, a ``ContextError``
-  included (a task's own ``with_timeout`` expiring is a real error).
-- The body of the ``async with`` counts as a task: its exception cancels the group and is
-  reported with the others.
-- ``group.cancel()`` stops the group quietly: the block ends without raising, as trio's
-  ``nursery.cancel_scope.cancel()`` does. When the *outer* ``ctx`` ends the group and that
-  interrupted the body or a task, the block raises a fresh ``ctx.err`` (chained from its cause),
-  as ``ctx.scope()`` does, so callers see why the work is incomplete. Cancelling the group never
-  touches ``ctx``. After the block, ``group.context`` is cancelled (its work is over).
-- A task must finish soon after its context is done. One still running ``grace`` seconds after
-  the group's context was cancelled is reported on the ``trio_context`` logger with its name,
-  stack and the context's ``explain()``; with ``strict=True`` it becomes a
-  :class:`StuckTaskError` in the group's exceptions instead (raised once the task ends).
-
-``group.cancel()``, ``group.context`` and ``group.statistics()`` are safe from any thread; the
-rest belongs in the trio thread.
+"""The task group: :class:`TaskGroup` (its tasks, its statistics, the stuck-task watchdog) and
+:class:`GroupStatistics`. ``open_group`` (``_open.py``) opens one; its docstring has the rules.
 """
 
 from __future__ import annotations

@@ -1,8 +1,35 @@
-"""``open_group``: the ``async with`` that opens a :class:`TaskGroup` and applies its exit rules.
+"""Task groups on contexts: :func:`open_group` (Go's errgroup), :func:`race`, stuck-task reports.
 
-A class, not an ``@asynccontextmanager`` generator: a group is opened per request (``race``
-is one), and the generator machinery cost as much as the rest of an empty group. The nursery's
-own cancel scope is the group's, tied to ``group.context`` (one trio scope, not two).
+Rules for callers:
+
+- Start the concurrent parts of one job in ``async with tc.open_group(ctx) as group:``; nothing
+  started there outlives the block. Tasks run with ``tc.current()`` being ``group.context`` and
+  are interrupted at their next checkpoint when it is done, even if they never look at ``done``.
+- The first task that fails cancels ``group.context`` with its exception as cause. Once every
+  task has finished, the block raises an ``ExceptionGroup`` (a ``BaseExceptionGroup`` if one is
+  a ``KeyboardInterrupt``...) of the *real* errors. The cancellations the group itself caused
+  are not errors: a sibling's ``trio.Cancelled`` or ``ContextCancelled`` (``DeadlineExceeded``)
+  that is ``group.context.err`` is dropped. Any other exception is kept, a ``ContextError``
+  included (a task's own ``with_timeout`` expiring is a real error).
+- The body of the ``async with`` counts as a task: its exception cancels the group and is
+  reported with the others.
+- ``group.cancel()`` stops the group quietly: the block ends without raising, as trio's
+  ``nursery.cancel_scope.cancel()`` does. When the *outer* ``ctx`` ends the group and that
+  interrupted the body or a task, the block raises a fresh ``ctx.err`` (chained from its cause),
+  as ``ctx.scope()`` does, so callers see why the work is incomplete. Cancelling the group never
+  touches ``ctx``. After the block, ``group.context`` is cancelled (its work is over).
+- A task must finish soon after its context is done. One still running ``grace`` seconds after
+  the group's context was cancelled is reported on the ``trio_context`` logger with its name,
+  stack and the context's ``explain()``; with ``strict=True`` it becomes a
+  :class:`StuckTaskError` in the group's exceptions instead (raised once the task ends).
+
+``group.cancel()``, ``group.context`` and ``group.statistics()`` are safe from any thread; the
+rest belongs in the trio thread.
+
+(Implementation: ``open_group`` returns a class-based async context manager, not an
+``@asynccontextmanager`` generator, and the nursery's own cancel scope is the group's, tied to
+``group.context``: one trio scope per group, not two. A group is opened per request, ``race``
+is one.)
 """
 
 from __future__ import annotations
@@ -37,7 +64,7 @@ def open_group(
     strict: bool = False,
 ) -> GroupManager:
     """Open a task group bound to a ``with_cancel`` child of ``ctx`` (Go's errgroup on a
-    trio nursery; see the rules in ``_group.py``). At most ``limit`` tasks run at once, the
+    trio nursery; see the module rules). At most ``limit`` tasks run at once, the
     rest wait in FIFO order. A task still running ``grace`` seconds after the group's context
     was cancelled is reported (None: never); ``strict=True`` raises :class:`StuckTaskError`::
 
