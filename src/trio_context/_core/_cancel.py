@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 import weakref
-from types import TracebackType
+from contextvars import Token
+from types import FrameType, TracebackType
 from typing import Any, NoReturn
 
 import trio
@@ -26,7 +27,7 @@ from ._common import (
 )
 from ._context import Context, child_refs, forget_child
 from ._errors import ContextCancelled, ContextError, DeadlineExceeded
-from ._scope import WithBlock, _Binding, current_var
+from ._scope import Bindable, _Binding, current_var
 from ._state import Origin
 from ._timers import timers
 
@@ -63,7 +64,8 @@ class CancelContext(Context):
     _origin: Origin | None
     _scopes: dict[trio.CancelScope, trio.lowlevel.TrioToken] | None  # bound trio scopes
     _after: list[AfterFunc] | None
-    _with_binding: WithBlock | None  # the trio scope of a `with ctx:` block
+    # A `with ctx:` block's trio scope, the run's token and the current() reset token.
+    _with_binding: tuple[trio.CancelScope, trio.lowlevel.TrioToken, Token[Bindable]] | None
 
     def cancel(self, cause: BaseException | None = None) -> None:
         """Cancel the context: set ``err`` to :class:`ContextCancelled` (``cause`` or the err
@@ -78,8 +80,11 @@ class CancelContext(Context):
         """
         if cause is not None:
             check_cause(cause)
-        if self._err is not None:
-            return
+        if self._err is None:
+            self._cancel(cause, sys._getframe(1))
+
+    def _cancel(self, cause: BaseException | None, frame: FrameType) -> None:
+        """``cancel()`` called from ``frame`` (``cause`` checked)."""
         now = None
         if self._clock is not None:  # a deadline that passed unseen wins (first cause)
             now = self._clock.current_time()
@@ -88,7 +93,7 @@ class CancelContext(Context):
                 if self._err is not None:
                     return
         err = ContextCancelled("context cancelled")
-        origin = Origin.capture(self, sys._getframe(1), now)
+        origin = Origin.capture(self, frame, now)
         if _finish_tree(self, err, err if cause is None else cause, origin):
             self._detach()
 
@@ -127,8 +132,8 @@ class CancelContext(Context):
         self.cancel_at(clock_for("cancel_after()").current_time() + seconds, cause=cause)
 
     def __enter__(self) -> CancelContext:
-        # Like scope(), written out: the block holds its one trio scope in _with_binding
-        # (no registration in _scopes), which the cancel walk reads too.
+        # Like scope(), written out: the block keeps its one trio scope in _with_binding (no
+        # registration in _scopes), where the cancel walk finds it.
         if self._with_binding is not None:
             raise RuntimeError(
                 f"{self._label()} is already entered; use ctx.scope() for concurrent blocks"
@@ -138,12 +143,10 @@ class CancelContext(Context):
             raise RuntimeError("`with ctx:` must be used inside a running trio loop")
         deadline = self._deadline
         cs = trio.CancelScope() if deadline == _INF else trio.CancelScope(deadline=deadline)
-        block = WithBlock(cs, token)
-        self._with_binding = block  # from now on a cancel reaches cs
+        cs.__enter__()
+        self._with_binding = (cs, token, current_var.set(self))  # a cancel reaches cs from now
         if self._err is not None:
             cs.cancel()
-        cs.__enter__()
-        block.var_token = current_var.set(self)
         return self
 
     def __exit__(
@@ -154,20 +157,19 @@ class CancelContext(Context):
     ) -> bool:
         block = self._with_binding
         assert block is not None, "CancelContext exited without being entered"
-        cs = block.cs
+        cs = block[0]
         try:
             try:
                 suppressed = cs.__exit__(etype, exc, tb)
             finally:
-                if block.var_token is not None:
-                    current_var.reset(block.var_token)
+                current_var.reset(block[2])
                 self._with_binding = None
             if cs.cancelled_caught and self._poll() is not None:
                 self._raise_err()
             return suppressed
         finally:
             if self._err is None:
-                self.cancel()
+                self._cancel(None, sys._getframe(1))
 
     def scope(self) -> _Binding:
         # Context.scope() written out: no property read of the canceller (it is self), no
@@ -202,7 +204,7 @@ class CancelContext(Context):
         scopes = list(self._scopes or ())
         block = self._with_binding
         if block is not None:
-            scopes.append(block.cs)
+            scopes.append(block[0])
         return scopes
 
     def _scope_deadline(self) -> float:
@@ -292,8 +294,8 @@ def _finish_tree(
     are observed lazily, so a descendant whose own deadline passed before the event, unseen,
     is ended by that deadline instead, and its subtree with it: the state is what Go's timers
     would have made it, whoever looks first."""
-    scopes: list[tuple[trio.CancelScope, trio.lowlevel.TrioToken]] = []
-    callbacks: list[AfterFunc] = []
+    scopes: list[tuple[trio.CancelScope, trio.lowlevel.TrioToken]] | None = None
+    callbacks: list[AfterFunc] | None = None
     # One hold of the (global) lock for the whole walk: the marking is atomic for every node
     # at once, and nothing a user wrote runs under it (scopes and after-funcs are served after).
     with _lock:
@@ -303,13 +305,15 @@ def _finish_tree(
         root._cause = cause
         root._origin = origin
         if root._scopes:
-            scopes.extend(root._scopes.items())
+            scopes = list(root._scopes.items())
         if root._with_binding is not None:
-            scopes.append((root._with_binding.cs, root._with_binding.token))
+            scopes = scopes or []
+            scopes.append(root._with_binding[:2])
         if root._after:
-            callbacks.extend(root._after)
-            root._after = None
+            callbacks, root._after = root._after, None
         if root._children is not None:  # else nothing to walk: the cheap common case
+            scopes = scopes or []
+            callbacks = callbacks or []
             _mark_below(root, err, cause, origin, when, scopes, callbacks)
     if scopes:
         here = run_token()
@@ -321,8 +325,9 @@ def _finish_tree(
                     token.run_sync_soon(cs.cancel)
                 except trio.RunFinishedError:
                     pass
-    for cb in callbacks:
-        cb.dispatch()
+    if callbacks:
+        for cb in callbacks:
+            cb.dispatch()
     return True
 
 
@@ -359,7 +364,7 @@ def _mark_below(
             if node._scopes:
                 scopes.extend(node._scopes.items())
             if node._with_binding is not None:
-                scopes.append((node._with_binding.cs, node._with_binding.token))
+                scopes.append(node._with_binding[:2])
             if node._after:
                 callbacks.extend(node._after)
             node._after = None

@@ -18,7 +18,7 @@ from ._common import _INF, _lock
 from ._errors import ContextError
 from ._state import CancelState
 
-__all__ = ["Bindable", "Done", "ScopeTie", "WithBlock", "current_var"]
+__all__ = ["Bindable", "Done", "ScopeTie", "current_var"]
 
 
 class Bindable(Protocol):
@@ -185,18 +185,6 @@ class ScopeTie:
         if scopes is not None:
             scopes.pop(self._cs, None)
         return self._cs.cancelled_caught and canceller._poll() is not None
-
-
-class WithBlock:
-    """The trio scope of a ``with ctx:`` block on a ``CancelContext`` (held in its
-    ``_with_binding`` while the block runs; the cancel walk reaches the scope through it)."""
-
-    __slots__ = ("cs", "token", "var_token")
-
-    def __init__(self, cs: trio.CancelScope, token: trio.lowlevel.TrioToken) -> None:
-        self.cs = cs
-        self.token = token
-        self.var_token: Token[Bindable] | None = None
 
 
 # Set by every bound scope; read by trio_context.current(), whose default is background().
