@@ -121,7 +121,8 @@ class GroupManager:
         etype: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> bool | None:  # not `bool`: type checkers would take every block for one that may
+        # swallow exceptions (it swallows only the group's own cancellation)
         try:
             await self._exit(exc)
         except BaseException as raised:
