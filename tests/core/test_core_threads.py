@@ -465,3 +465,26 @@ async def test_with_block_is_interrupted_by_a_cancel_from_a_thread() -> None:
             await trio.sleep_forever()
     assert tc.dump(ctx)["scopes"] == 0
     assert 'called by task "thread ' in ctx.explain()  # cancel() came from a worker thread
+
+
+def test_children_made_and_dropped_by_many_threads_are_all_listed_and_cancelled() -> None:
+    # Adding a child takes no lock while dead children's entries are deleted (and the table
+    # compacted) by whichever thread drops them: no live child may be lost on the way.
+    parent = tc.with_cancel(tc.background())
+    kept: list[list[tc.CancelContext]] = [[] for _ in range(4)]
+
+    def work(i: int) -> None:
+        for _ in range(10):  # batches that die at once: the table empties out and is compacted
+            batch = [tc.with_cancel(parent) for _ in range(2_000)]
+            kept[i].extend(batch[::50])
+            del batch
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    alive = [c for part in kept for c in part]
+    assert {id(c) for c in parent.children()} == {id(c) for c in alive}
+    parent.cancel()
+    assert all(c.err is parent.err for c in alive)
