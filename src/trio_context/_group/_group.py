@@ -15,6 +15,7 @@ from .._core import (
     CancelContext,
     Context,
     call_at,
+    check_parent,
     current,
     logger,
     parent_of,
