@@ -1,41 +1,60 @@
-"""pytest plugin: a ``ctx`` fixture bound to the test, its deadline, and a teardown leak check.
+"""pytest plugin: a ``ctx`` fixture bound to the test, its deadline, wall-clock limits per phase,
+and a leak check.
 
-Installed with the package (entry point ``pytest11``, name ``trio_context``); it needs
-pytest-trio for async tests. Rules for test authors:
+Installed with the package (entry point ``pytest11``, name ``trio_context``). It only wires
+:mod:`trio_context.testing` into pytest: options, markers, fixtures and hooks. Async tests run
+under pytest-trio (``trio_mode = true`` or ``@pytest.mark.trio``) or under anyio's plugin on
+its trio backend (``@pytest.mark.anyio`` with ``anyio_backend`` = ``"trio"``); both get the
+same binding, reports and checks. Rules for test authors:
 
-- Request ``ctx`` in an async trio test (``trio_mode = true``, or ``@pytest.mark.trio``). It
-  is a :class:`~trio_context.CancelContext`, a child of ``background()``, made inside the
-  test's trio run (so its deadline is on the test's clock, ``autojump_clock`` included). The
-  test body runs inside ``ctx.scope()``: ``tc.current()`` is ``ctx`` in the test and in every
-  task it starts.
-- Deadline: ``@pytest.mark.ctx_timeout(seconds)``, else ``--ctx-timeout``, else the ini
-  option ``trio_context_timeout``; none by default (``0`` or ``None`` also mean none). When
-  it passes, the test fails with ``ctx.explain()``, the stacks where the test and its tasks
-  were waiting, and the tasks still running under ``ctx`` -- not a bare ``Cancelled``. The
-  same happens if something cancels ``ctx`` and the test does not handle it.
+- Request ``ctx`` in an async trio test. It is a :class:`~trio_context.CancelContext`, a child
+  of ``background()``, made inside the test's trio run; the test body runs inside
+  ``ctx.scope()``, so ``tc.current()`` is ``ctx`` in the test and in every task it starts. On
+  anyio's asyncio backend, requesting ``ctx`` is an error that says how to run on trio only.
+- Deadline: ``@pytest.mark.ctx_timeout(seconds)`` gives ``ctx`` a deadline on *trio's clock*
+  (``ctx.deadline``, ``remaining()``, what code under test sees and propagates). Under
+  ``autojump_clock`` it is virtual: a stuck test fails at once, exactly, but a test that
+  sleeps longer in virtual time fails too; under ``mock_clock`` it never fires on its own.
+  When it passes, the test fails with ``ctx.explain()``, the stacks where the test and its
+  tasks were waiting, and the tasks still running under ``ctx`` -- not a bare ``Cancelled``.
+- Wall-clock limit: a safety net measured in *real* seconds by a watchdog thread, so it means
+  the same under every clock (a long virtual sleep under ``autojump_clock`` passes, a real
+  hang fails). Project-wide with the ini option ``trio_context_timeout`` or
+  ``--ctx-timeout`` (``"30"``: each phase; ``"call=30 setup=5 teardown=5"``; ``"10
+  call=60"``), per test with ``@pytest.mark.ctx_limit(seconds, setup=, call=, teardown=)``
+  (phases not given keep the project-wide value; ``ctx_limit(None)``: none). Each phase is
+  timed on its own: setup (fixtures, including pytest-trio's async fixtures in the trio run),
+  call (the body), teardown. When the call's limit passes, ``ctx`` is cancelled with a
+  :class:`~trio_context.testing.TimeLimitExceeded` cause and the test fails with the same
+  report as for a deadline; an async fixture that outlives its phase's limit in a pytest-trio
+  run is cancelled when the test requests ``ctx`` (or, for teardown, once its body ran), and
+  the failure shows where each task was stuck. Code the plugin cannot interrupt (sync code,
+  anyio fixtures) has its stack written to stderr when the limit passes and fails when it
+  ends; stacks of every thread follow if it is still running 2 s later. pytest-timeout is the
+  outer net for sync tests and hard hangs: set it higher than this limit.
 - ``ctx`` is cancelled as soon as the test body returns, *before* fixture teardown (Go's
   ``testing.T.Context`` does the same): fixtures see it done in their teardown. Teardown work
   that needs a context uses ``tc.without_cancel(ctx)`` or ``tc.cleanup(ctx, seconds)``.
-- Leak check, after a passing body, once ``ctx`` is cancelled and what it started had a moment
-  to stop: tasks running under ``ctx`` (or a context derived from it), scopes bound to those
-  contexts still open, threads started by the test still alive (idle trio worker threads are
-  not leaks, busy ones are), processes started by the test still alive, with their process
-  groups (Linux). Each report says what leaked, where it was created and where it is now. On
-  by default for tests that use ``ctx``; ``@pytest.mark.ctx_leak_check`` or
+- Leak check, after a passing body: tasks running under ``ctx`` (or a context derived from it)
+  and scopes bound to those contexts still open, checked once ``ctx`` is cancelled, before
+  fixture teardown (tasks in pytest-trio's ``nursery`` fixture are not leaks: its teardown
+  cancels them); threads and processes the test started, checked *after* fixture teardown, so
+  a ThreadPoolExecutor or a process that a fixture owns and closes is not a leak (idle trio
+  worker threads never are; busy ones are; process groups too, Linux). Each report says what
+  leaked, where it was created and where it is now; thread and process leaks fail the test's
+  teardown. On by default for tests that use ``ctx``; ``@pytest.mark.ctx_leak_check`` or
   ``trio_context_leak_check = all`` (ini) / ``--ctx-leak-check=all`` turn it on for others;
   ``@pytest.mark.ctx_no_leak_check`` turns it off. Both markers take kinds to narrow them:
-  ``ctx_no_leak_check("threads")``. A test with a ``ctx_timeout`` marker or a leak check runs
-  bound to a test context even without requesting ``ctx``.
+  ``ctx_no_leak_check("threads")``. A trio test with a ``ctx_timeout`` marker, a limit or a
+  task check runs bound to a test context even without requesting ``ctx``.
+- Hypothesis: ``@given`` tests cannot use ``ctx`` (Hypothesis refuses function-scoped
+  fixtures: each example would share it). Use ``with fresh_context(timeout=...) as ctx:`` from
+  :mod:`trio_context.testing` in the body: a new bound context per example.
 - Helpers: the ``ctx_cancel_from_thread`` fixture (``await ctx_cancel_from_thread(target=ctx,
   cause=None)`` cancels from a real foreign thread), :func:`advance_to_deadline` (jump the
   ``MockClock`` to a context's deadline and let tasks react) and :func:`cancel_from_thread`.
 
 Example::
-
-    import pytest
-    import trio
-    import trio_context as tc
-    from trio_context.testing import advance_to_deadline
 
     @pytest.mark.ctx_timeout(10)
     async def test_fetch(ctx):
@@ -57,29 +76,31 @@ guide "Test with the pytest plugin" (``docs/howto/testing.md``).
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
-import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
-from typing import Any, Final, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from typing import Final, cast
 
 import pytest
 import trio
 
-from ._core import (
-    CancelContext,
-    ContextError,
-    background,
-    with_cancel,
-    with_timeout,
-)
+from ._core import CancelContext, background
 from .testing import (
     LEAK_KINDS,
+    PHASES,
     CancelFromThread,
     LeakWatch,
+    PhaseLimits,
+    ReportedFailure,
+    TestGuard,
+    Watchdog,
     advance_to_deadline,
     cancel_from_thread,
-    interrupted_report,
+    check_limit,
     leak_report,
+    new_test_context,
+    parse_limits,
+    run_bound,
 )
 
 __all__ = [
@@ -91,7 +112,15 @@ __all__ = [
 ]
 
 _CTX_KEY: Final = pytest.StashKey[CancelContext]()
+_GUARD_KEY: Final = pytest.StashKey[TestGuard]()
+_OS_WATCH_KEY: Final = pytest.StashKey[LeakWatch]()
+_WATCHDOG_KEY: Final = pytest.StashKey[Watchdog]()
+_LIMITS_KEY: Final = pytest.StashKey[PhaseLimits]()
 _LEAK_MODES: Final = {"auto": "auto", "all": "all", "true": "all", "off": "off", "false": "off"}
+_OPT_OUT: Final = "@pytest.mark.ctx_no_leak_check"
+_IN_RUN: Final = frozenset({"tasks", "scopes"})  # checked in the trio run, before teardown
+_PYTEST_TRIO: Final = "pytest-trio"
+_ANYIO_TRIO: Final = "anyio-trio"
 
 
 # -- options and markers ----------------------------------------------------------------------
@@ -102,49 +131,51 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--ctx-timeout",
         dest="ctx_timeout",
-        type=float,
         default=None,
-        metavar="SECONDS",
-        help="deadline of each test's context, on trio's clock (0: none); "
-        "overrides the trio_context_timeout ini option",
+        metavar="LIMIT",
+        help="wall-clock limit of each test phase in real seconds, safe under MockClock "
+        "('30', 'call=30 setup=5 teardown=5'; 0: none); overrides trio_context_timeout",
     )
     group.addoption(
         "--ctx-leak-check",
         dest="ctx_leak_check",
         choices=sorted(_LEAK_MODES),
         default=None,
-        help="which tests get the teardown leak check: auto (those using ctx), all, off; "
+        help="which tests get the leak check: auto (those using ctx), all, off; "
         "overrides the trio_context_leak_check ini option",
     )
     parser.addini(
         "trio_context_timeout",
-        "deadline of each test's context in seconds, on trio's clock (empty or 0: none)",
+        "wall-clock limit of each test phase in real seconds ('30' or "
+        "'call=30 setup=5 teardown=5'; empty or 0: none)",
         default="",
     )
     parser.addini(
         "trio_context_leak_check",
-        "which tests get the teardown leak check: auto (those using ctx), all (true), off (false)",
+        "which tests get the leak check: auto (those using ctx), all (true), off (false)",
         default="auto",
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "ctx_timeout(seconds): deadline of the test's trio_context context, on trio's clock "
-        "(None or 0: none); the test fails with ctx.explain() when it passes",
-    )
-    config.addinivalue_line(
-        "markers",
-        "ctx_leak_check(*kinds): check after the test for leaked tasks, scopes, threads and "
+    for line in (
+        "ctx_timeout(seconds): deadline of the test's context on trio's clock (virtual under "
+        "MockClock; None or 0: none); the test fails with ctx.explain() when it passes",
+        "ctx_limit(seconds=None, *, setup=None, call=None, teardown=None): wall-clock limit "
+        "of the test's phases in real seconds (None: none), safe under MockClock",
+        "ctx_leak_check(*kinds): check the test for leaked tasks, scopes, threads and "
         "processes (only the kinds given, if any)",
-    )
-    config.addinivalue_line(
-        "markers",
         "ctx_no_leak_check(*kinds): skip trio_context's leak check (only the kinds given, if any)",
-    )
+    ):
+        config.addinivalue_line("markers", line)
     _leak_mode(config)
-    _default_timeout(config)
+    config.stash[_LIMITS_KEY] = _default_limits(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    watchdog = config.stash.get(_WATCHDOG_KEY, None)
+    if watchdog is not None:
+        watchdog.close()
 
 
 def _leak_mode(config: pytest.Config) -> str:
@@ -157,52 +188,60 @@ def _leak_mode(config: pytest.Config) -> str:
     return mode
 
 
-def _default_timeout(config: pytest.Config) -> tuple[float | None, str]:
-    cli: float | None = config.getoption("ctx_timeout")
+def _default_limits(config: pytest.Config) -> PhaseLimits:
+    cli: str | None = config.getoption("ctx_timeout")
     if cli is not None:
-        return _check_timeout(cli, "--ctx-timeout", pytest.UsageError), "--ctx-timeout"
-    raw = str(config.getini("trio_context_timeout")).strip()
-    if not raw:
-        return None, ""
+        name, raw, source = "--ctx-timeout", cli, f"--ctx-timeout {cli}"
+    else:
+        raw = str(config.getini("trio_context_timeout")).strip()
+        name, source = "trio_context_timeout", f"trio_context_timeout = {raw}"
     try:
-        value = float(raw)
-    except ValueError:
-        raise pytest.UsageError(
-            f"trio_context_timeout must be a number of seconds, not {raw!r}"
-        ) from None
-    source = f"trio_context_timeout = {raw}"
-    return _check_timeout(value, "trio_context_timeout", pytest.UsageError), source
-
-
-def _check_timeout(value: object, name: str, error: type[Exception]) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise error(f"{name} must be a number of seconds or None, not {value!r}")
-    if math.isnan(value) or value < 0:
-        raise error(f"{name} must be a non-negative number of seconds, not {value!r}")
-    return None if value == 0 or value == math.inf else float(value)
+        return parse_limits(raw, name=name, source=source)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _timeout(item: pytest.Item) -> tuple[float | None, str]:
-    """The test's deadline in seconds (None: none) and where it came from.
+    """The deadline of the test's context in seconds on trio's clock (None: none) and the
+    marker that set it.
 
     Raises:
         ValueError: a malformed ``ctx_timeout`` marker.
     """
     marker = item.get_closest_marker("ctx_timeout")
     if marker is None:
-        return _default_timeout(item.config)
+        return None, ""
     if len(marker.args) != 1 or marker.kwargs:
         raise ValueError("use @pytest.mark.ctx_timeout(seconds), with one number or None")
     value: object = marker.args[0]
-    return (
-        _check_timeout(value, "ctx_timeout", ValueError),
-        f"@pytest.mark.ctx_timeout({value!r})",
-    )
+    return check_limit(value, "ctx_timeout"), f"@pytest.mark.ctx_timeout({value!r})"
 
 
-def _leak_kinds(item: pytest.Item, uses_ctx: bool) -> frozenset[str]:
+def _limits(item: pytest.Item) -> PhaseLimits:
+    """The test's wall-clock limits: the ``ctx_limit`` marker over the project-wide ones.
+
+    Raises:
+        ValueError: a malformed ``ctx_limit`` marker.
+    """
+    default = item.config.stash[_LIMITS_KEY]
+    marker = item.get_closest_marker("ctx_limit")
+    if marker is None:
+        return default
+    if len(marker.args) > 1 or set(marker.kwargs) - set(PHASES):
+        raise ValueError(
+            "use @pytest.mark.ctx_limit(seconds, setup=..., call=..., teardown=...), "
+            "with numbers of seconds or None"
+        )
+    values: dict[str, float | None] = {phase: default.of(phase) for phase in PHASES}
+    if marker.args:
+        values = dict.fromkeys(PHASES, check_limit(marker.args[0], "ctx_limit"))
+    for phase, value in marker.kwargs.items():
+        values[phase] = check_limit(value, f"ctx_limit({phase}=...)")
+    args = [repr(a) for a in marker.args] + [f"{k}={v!r}" for k, v in marker.kwargs.items()]
+    return PhaseLimits(**values, source=f"@pytest.mark.ctx_limit({', '.join(args)})")
+
+
+def _leak_kinds(item: pytest.Item) -> frozenset[str]:
     """Which leak kinds to check for this test.
 
     Raises:
@@ -213,13 +252,18 @@ def _leak_kinds(item: pytest.Item, uses_ctx: bool) -> frozenset[str]:
     mode = _leak_mode(item.config)
     if on is not None:
         kinds = _marker_kinds(on.args, on.name)
-    elif mode == "all" or (mode == "auto" and uses_ctx):
+    elif mode == "all" or (mode == "auto" and "ctx" in _fixturenames(item)):
         kinds = LEAK_KINDS
     else:
         kinds = frozenset[str]()
     if off is not None:
         kinds = kinds - _marker_kinds(off.args, off.name)
     return kinds
+
+
+def _fixturenames(item: pytest.Item) -> list[str]:
+    names: list[str] = getattr(item, "fixturenames", [])
+    return names
 
 
 def _marker_kinds(args: tuple[object, ...], name: str) -> frozenset[str]:
@@ -232,8 +276,20 @@ def _marker_kinds(args: tuple[object, ...], name: str) -> frozenset[str]:
     return kinds or LEAK_KINDS
 
 
-def _new_test_context(seconds: float | None) -> CancelContext:
-    return with_cancel(background()) if seconds is None else with_timeout(background(), seconds)
+def _runner(item: pytest.Item) -> str | None:
+    """Who runs this async test: pytest-trio, anyio on trio, anyio on another backend
+    (``"anyio-<name>"``), or None (a sync test, or not ours to bind)."""
+    if not isinstance(item, pytest.Function) or hasattr(item.obj, "hypothesis"):
+        return None
+    if not inspect.iscoroutinefunction(item.obj):
+        return None
+    if item.get_closest_marker("trio") is not None:
+        return _PYTEST_TRIO
+    backend: object = getattr(item, "funcargs", {}).get("anyio_backend")
+    if backend is None:
+        return None
+    name = backend if isinstance(backend, str) else cast("tuple[str, object]", backend)[0]
+    return f"anyio-{name}"
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -245,16 +301,60 @@ async def ctx(request: pytest.FixtureRequest) -> AsyncIterator[CancelContext]:
     cancelled when the test body returns; the body runs inside ``ctx.scope()``.
 
     Raises:
+        RuntimeError: the test does not run on trio (anyio's asyncio backend).
         ValueError: a malformed ``ctx_timeout`` marker (the test errors).
     """
+    _require_trio(request)
     seconds, _ = _timeout(request.node)
-    test_ctx = _new_test_context(seconds)
+    test_ctx = new_test_context(seconds)
+    guard = request.node.stash.get(_GUARD_KEY, None)
+    if guard is not None:
+        guard.attach_context(test_ctx)
+        if _runner(request.node) == _PYTEST_TRIO:
+            guard.attach_run(_fixture_scope())
     request.node.stash[_CTX_KEY] = test_ctx
     try:
         yield test_ctx
     finally:
         test_ctx.cancel()
         del request.node.stash[_CTX_KEY]
+
+
+def _require_trio(request: pytest.FixtureRequest) -> None:
+    if trio.lowlevel.in_trio_task():
+        return
+    backend: object = "?"
+    if "anyio_backend" in request.fixturenames:
+        backend = request.getfixturevalue("anyio_backend")
+    raise RuntimeError(
+        f"the ctx fixture needs trio, but this test runs on anyio's {backend!r} backend; "
+        "run it on trio only: define an `anyio_backend` fixture that returns 'trio' "
+        "(in its module or conftest.py), or drop `ctx` from tests meant for other backends"
+    )
+
+
+def _fixture_scope() -> trio.CancelScope:
+    """In a pytest-trio run: the scope around the test's fixture tasks and the test."""
+    nursery = trio.lowlevel.current_task().parent_nursery
+    assert nursery is not None
+    return nursery.cancel_scope
+
+
+@functools.cache
+def _trio_fixture_code() -> object:
+    try:
+        plugin = importlib.import_module("pytest_trio.plugin")  # untyped
+    except ImportError:  # pragma: no cover - pytest-trio is what runs these tests
+        return None
+    return getattr(getattr(plugin.TrioFixture, "run", None), "__code__", None)
+
+
+def _pytest_trio_fixture_nursery(nursery: trio.Nursery) -> bool:
+    """Whether ``nursery`` is the one pytest-trio gives a fixture or test as ``nursery`` (and
+    cancels at its teardown): the first nursery of a task running ``TrioFixture.run``."""
+    parent = nursery.parent_task
+    code = getattr(parent.coro, "cr_code", None)
+    return code is _trio_fixture_code() and parent.child_nurseries[:1] == [nursery]
 
 
 @pytest.fixture
@@ -272,129 +372,152 @@ def ctx_cancel_from_thread(ctx: CancelContext) -> CancelFromThread:
     return cancel
 
 
-# -- binding the test body ---------------------------------------------------------------------
+# -- the phases -------------------------------------------------------------------------------
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
+@pytest.hookimpl(wrapper=True, trylast=True)  # innermost: other wrappers see our errors
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
     # Check the markers before any fixture runs, so a bad one is a setup error (pytest-trio
     # would report an error raised in an async fixture as a test failure).
     _timeout(item)
-    _leak_kinds(item, uses_ctx=False)
+    _leak_kinds(item)
+    limits = _limits(item)
+    guard = None
+    if limits:
+        watchdog = item.config.stash.get(_WATCHDOG_KEY, None)
+        if watchdog is None:
+            watchdog = item.config.stash[_WATCHDOG_KEY] = Watchdog()
+        watchdog.start()  # before any leak watch opens: not the test's thread
+        guard = item.stash[_GUARD_KEY] = TestGuard(watchdog, limits)
+        guard.enter("setup")
+    result = yield
+    if guard is not None and guard.expired is not None:
+        _fail(guard)
+    return result
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     # tryfirst: this wrapper replaces item.obj before pytest-trio's wrapper reads it, so
     # pytest-trio runs the bound test as the test task, after the async fixtures are set up.
-    if not isinstance(item, pytest.Function):
-        return (yield)
-    testfunc: Callable[..., object] = item.obj
-    if hasattr(testfunc, "hypothesis"):
-        return (yield)
-    if item.get_closest_marker("trio") is not None and inspect.iscoroutinefunction(testfunc):
-        if not _wants_binding(item):
-            return (yield)
-        item.obj = _bind(item, testfunc)
-        try:
-            return (yield)
-        except BaseExceptionGroup as group:
-            ours = _our_failure(group)
-            if ours is None:
-                raise
-            raise ours from None  # pytest-trio's nursery wrapped it; show the report alone
-        finally:
-            item.obj = testfunc
-    kinds = _leak_kinds(item, uses_ctx=False) & {"threads", "processes"}
-    if not kinds:
-        return (yield)
-    watch = LeakWatch(background(), kinds)
+    # anyio's pytest_pyfunc_call runs item.obj too.
+    guard = item.stash.get(_GUARD_KEY, None)
+    runner = _runner(item)
+    if guard is not None and runner != _PYTEST_TRIO:
+        guard.enter("call")  # pytest-trio sets up async fixtures first: still "setup"
+    kinds = _leak_kinds(item)
+    if kinds - _IN_RUN:
+        item.stash[_OS_WATCH_KEY] = LeakWatch(background(), kinds - _IN_RUN)
+    bound = runner in (_PYTEST_TRIO, _ANYIO_TRIO) and (
+        "ctx" in _fixturenames(item)
+        or item.get_closest_marker("ctx_timeout") is not None
+        or bool(kinds & _IN_RUN)
+        or guard is not None
+    )
+    testfunc = cast("pytest.Function", item).obj if bound else None
+    if testfunc is not None:
+        cast("pytest.Function", item).obj = _bind(item, testfunc, runner, kinds & _IN_RUN)
     try:
         result = yield
-        leaks = watch.check_blocking()
+    except BaseException as exc:
+        _close_os_watch(item)  # a failed test is not leak checked
+        ours = _reported(exc)
+        if ours is not None:
+            if guard is not None:
+                guard.reported = True
+            raise pytest.fail.Exception(str(ours), pytrace=False) from None
+        if guard is not None and guard.expired is not None:
+            _fail(guard)  # setup or teardown interrupted in the trio run
+        raise
     finally:
-        watch.close()
-    if leaks:
-        pytest.fail(leak_report(leaks, opt_out=_OPT_OUT), pytrace=False)
+        if testfunc is not None:
+            cast("pytest.Function", item).obj = testfunc
+        if guard is not None:
+            guard.attach_run(None)
+            guard.attach_context(None)
+    if guard is not None and guard.expired is not None:
+        _fail(guard)  # the phase outlived its limit, and ended anyway
     return result
 
 
-_MARK: Final = "_trio_context_report"
-_OPT_OUT: Final = "@pytest.mark.ctx_no_leak_check"
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object]:
+    guard = item.stash.get(_GUARD_KEY, None)
+    if guard is not None:
+        guard.enter("teardown")
+    try:
+        result = yield
+    finally:
+        if guard is not None:
+            guard.finish()
+            del item.stash[_GUARD_KEY]
+    if guard is not None and guard.expired is not None and not guard.reported:
+        _close_os_watch(item)
+        _fail(guard)
+    watch = item.stash.get(_OS_WATCH_KEY, None)
+    if watch is not None:
+        # After every fixture's teardown: what a fixture owns and closes is not a leak.
+        try:
+            leaks = watch.check_blocking()
+        finally:
+            _close_os_watch(item)
+        if leaks:
+            pytest.fail(leak_report(leaks, opt_out=_OPT_OUT), pytrace=False)
+    return result
 
 
-def _failure(report: str) -> BaseException:
-    """A pytest failure showing ``report`` alone, marked as this plugin's (so it can be
-    unwrapped from the exception group pytest-trio wraps it in)."""
-    exc = pytest.fail.Exception(report, pytrace=False)
-    setattr(exc, _MARK, True)
-    return exc
+def _close_os_watch(item: pytest.Item) -> None:
+    watch = item.stash.get(_OS_WATCH_KEY, None)
+    if watch is not None:
+        watch.close()
+        del item.stash[_OS_WATCH_KEY]
 
 
-def _our_failure(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    leaves: list[BaseException] = []
-    todo: list[BaseException] = [group]
-    while todo and len(leaves) < 2:
-        node = todo.pop()
-        if isinstance(node, BaseExceptionGroup):
-            todo.extend(cast("BaseExceptionGroup[BaseException]", node).exceptions)
-        else:
-            leaves.append(node)
-    if len(leaves) == 1 and not todo and getattr(leaves[0], _MARK, False):
-        return leaves[0]
-    return None
+def _fail(guard: TestGuard) -> None:
+    guard.reported = True
+    pytest.fail(guard.report(), pytrace=False)
 
 
-def _wants_binding(item: pytest.Function) -> bool:
-    return (
-        "ctx" in item.fixturenames
-        or item.get_closest_marker("ctx_timeout") is not None
-        or bool(_leak_kinds(item, uses_ctx=False))
-    )
+def _reported(exc: BaseException) -> ReportedFailure | None:
+    """The plugin's own failure report, alone in ``exc`` (pytest-trio may wrap it in an
+    exception group)."""
+    while isinstance(exc, BaseExceptionGroup):
+        subs = cast("BaseExceptionGroup[BaseException]", exc).exceptions
+        if len(subs) != 1:
+            return None
+        exc = subs[0]
+    return exc if isinstance(exc, ReportedFailure) else None
 
 
 def _bind(
-    item: pytest.Function, testfunc: Callable[..., object]
-) -> Callable[..., Coroutine[Any, Any, None]]:
+    item: pytest.Item,
+    testfunc: Callable[..., object],
+    runner: str | None,
+    kinds: frozenset[str],
+) -> Callable[..., Awaitable[None]]:
     @functools.wraps(testfunc)
     async def bound_test(**kwargs: object) -> None:
         __tracebackhide__ = True
-        afn: Callable[..., Awaitable[object]] = testfunc  # type: ignore[assignment]
-        await _run_bound(item, afn, kwargs)
+        seconds, source = _timeout(item)
+        test_ctx = item.stash.get(_CTX_KEY, None) or new_test_context(seconds)
+        guard = item.stash.get(_GUARD_KEY, None)
+        in_pytest_trio = runner == _PYTEST_TRIO
+        if guard is not None and in_pytest_trio:
+            guard.attach_run(_fixture_scope())
+        watch = LeakWatch(test_ctx, kinds) if kinds else None
+        try:
+            await run_bound(
+                cast("Callable[..., Awaitable[object]]", testfunc),
+                kwargs,
+                test_ctx=test_ctx,
+                source=source,
+                watch=watch,
+                guard=guard,
+                cancelled_at_teardown=_pytest_trio_fixture_nursery if in_pytest_trio else None,
+                opt_out=_OPT_OUT,
+            )
+        finally:
+            if watch is not None:
+                watch.close()
 
     return bound_test
-
-
-async def _run_bound(
-    item: pytest.Function, testfunc: Callable[..., Awaitable[object]], kwargs: dict[str, object]
-) -> None:
-    __tracebackhide__ = True
-    test_ctx = item.stash.get(_CTX_KEY, None)
-    uses_ctx = test_ctx is not None
-    seconds, source = _timeout(item)
-    if test_ctx is None:
-        test_ctx = _new_test_context(seconds)
-    kinds = _leak_kinds(item, uses_ctx)
-    watch = LeakWatch(test_ctx, kinds) if kinds else None
-    raised: list[BaseException] = []
-    scope: trio.CancelScope | None = None
-    try:
-        try:
-            with test_ctx.scope() as scope:
-                try:
-                    await testfunc(**kwargs)
-                except BaseException as exc:
-                    raised.append(exc)
-                    raise
-        except ContextError:
-            if scope is not None and scope.cancelled_caught and test_ctx.err is not None:
-                report = interrupted_report(test_ctx, source, raised)
-                raise _failure(report) from None
-            raise
-        if watch is not None:
-            leaks = await watch.check(test_ctx.cancel)
-            if leaks:
-                raise _failure(leak_report(leaks, opt_out=_OPT_OUT))
-    finally:
-        test_ctx.cancel()
-        if watch is not None:
-            watch.close()

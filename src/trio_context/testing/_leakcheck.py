@@ -46,7 +46,7 @@ from .._trio_private import is_trio_worker, scope_owners, trio_worker_busy
 from ._leakprocs import ProcessWatch, procfs
 from ._leakreport import Leak, capture, task_stack, thread_stack
 
-__all__ = ["LEAK_KINDS", "LeakWatch", "tasks_under", "under"]
+__all__ = ["LEAK_KINDS", "LeakWatch", "all_tasks", "tasks_under", "under"]
 
 LEAK_KINDS: Final = frozenset({"tasks", "scopes", "threads", "processes"})
 
@@ -85,7 +85,11 @@ def _descendants(root: Context) -> list[Context]:
     return out
 
 
-def _all_tasks() -> Iterator[trio.lowlevel.Task]:
+def all_tasks(
+    skip: Callable[[trio.Nursery], bool] | None = None,
+) -> Iterator[trio.lowlevel.Task]:
+    """Every task of the running trio run, from the root task down; the tasks of a nursery
+    for which ``skip(nursery)`` is true are left out, with everything under them."""
     todo = [trio.lowlevel.current_root_task()]
     while todo:
         task = todo.pop()
@@ -93,7 +97,8 @@ def _all_tasks() -> Iterator[trio.lowlevel.Task]:
             continue
         yield task
         for nursery in task.child_nurseries:
-            todo.extend(nursery.child_tasks)
+            if skip is None or not skip(nursery):
+                todo.extend(nursery.child_tasks)
 
 
 # -- the watch ----------------------------------------------------------------------------
@@ -180,11 +185,21 @@ class LeakWatch:
 
     # -- the check -----------------------------------------------------------------------
 
-    async def check(self, cancel: Callable[[], None]) -> list[Leak]:
+    async def check(
+        self,
+        cancel: Callable[[], None],
+        *,
+        cancelled_at_teardown: Callable[[trio.Nursery], bool] | None = None,
+    ) -> list[Leak]:
         """Call ``cancel()`` (which cancels the test's context), give what it started a
         moment to stop, and return what is still there. Must run in the trio thread, outside
         the test's bound scope. Waits up to ``settle`` seconds of real time, only when
-        something is still running."""
+        something is still running.
+
+        ``cancelled_at_teardown(nursery)`` names the nurseries the test's teardown cancels
+        anyway (pytest-trio's ``nursery`` fixture): tasks in them are not leaks. A scope bound
+        to the test's context and still open in such a task still is: the task ignored that
+        cancellation, and will ignore the teardown's too."""
         contexts = _descendants(self.root) if "scopes" in self.kinds else []
         cancel()
         end = -math.inf
@@ -195,7 +210,7 @@ class LeakWatch:
             for _ in range(_FIRST_ROUNDS):
                 await trio.lowlevel.checkpoint()
             while True:
-                leaks = self._leaks(contexts)
+                leaks = self._leaks(contexts, cancelled_at_teardown)
                 if not leaks:
                     break
                 if rounds == 0:
@@ -221,12 +236,16 @@ class LeakWatch:
                 return leaks
             time.sleep(0.002)
 
-    def _leaks(self, contexts: list[Context]) -> list[Leak]:
+    def _leaks(
+        self,
+        contexts: list[Context],
+        skip: Callable[[trio.Nursery], bool] | None = None,
+    ) -> list[Leak]:
         leaks: list[Leak] = []
         if "tasks" in self.kinds or "scopes" in self.kinds:
-            tasks = list(_all_tasks())
+            tasks = list(all_tasks())
             if "tasks" in self.kinds:
-                leaks += self._task_leaks(tasks)
+                leaks += self._task_leaks(list(all_tasks(skip)) if skip is not None else tasks)
             if "scopes" in self.kinds:
                 leaks += _scope_leaks(contexts, tasks)
         if "threads" in self.kinds:
@@ -277,7 +296,7 @@ def _task_leaks(
 def tasks_under(root: Context) -> list[Leak]:
     """The trio tasks (other than the running one) whose ``tc.current()`` is ``root`` or
     derived from it, as :class:`Leak` reports. Must run in the trio thread."""
-    return _task_leaks(root, _all_tasks(), None)
+    return _task_leaks(root, all_tasks(), None)
 
 
 def _scope_leaks(contexts: list[Context], tasks: list[trio.lowlevel.Task]) -> list[Leak]:

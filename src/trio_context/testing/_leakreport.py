@@ -24,6 +24,7 @@ __all__ = [
     "capture",
     "exception_stacks",
     "format_stack",
+    "has_user_frames",
     "task_stack",
     "thread_stack",
 ]
@@ -41,7 +42,14 @@ _HIDDEN_FILES: Final = frozenset(
         os.path.abspath(subprocess.__file__),
         *(
             os.path.join(_HERE, name)
-            for name in ("_helpers.py", "_leakcheck.py", "_leakprocs.py", "_leakreport.py")
+            for name in (
+                "_binding.py",
+                "_guard.py",
+                "_helpers.py",
+                "_leakcheck.py",
+                "_leakprocs.py",
+                "_leakreport.py",
+            )
         ),
         os.path.join(os.path.dirname(_HERE), "pytest_plugin.py"),
     ]
@@ -67,6 +75,11 @@ def capture(frame: FrameType | None) -> traceback.StackSummary:
     )
     summary.reverse()
     return summary
+
+
+def has_user_frames(frames: Iterable[traceback.FrameSummary]) -> bool:
+    """Whether a stack has a frame outside trio, pytest and the plugin's own modules."""
+    return any(not _hidden(f.filename) for f in frames)
 
 
 def format_stack(frames: Iterable[traceback.FrameSummary], indent: str = "    ") -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .._core import CancelContext, DeadlineExceeded
 from ._leakcheck import tasks_under
 from ._leakreport import Leak, exception_stacks, format_stack
+from ._limits import TimeLimitExceeded
 
 
 def interrupted_report(test_ctx: CancelContext, source: str, raised: list[BaseException]) -> str:
@@ -13,7 +14,9 @@ def interrupted_report(test_ctx: CancelContext, source: str, raised: list[BaseEx
     still running under it. ``source`` names where the deadline came from ("" if unknown).
     Must run in the trio thread."""
     err = test_ctx.err
-    if isinstance(err, DeadlineExceeded):
+    if isinstance(test_ctx.cause, TimeLimitExceeded):
+        head = str(test_ctx.cause)
+    elif isinstance(err, DeadlineExceeded):
         head = "the test's context reached its deadline"
         if source:
             head += f" (set by {source})"
