@@ -5,87 +5,22 @@ from __future__ import annotations
 
 import math
 import sys
-import textwrap
-from typing import Protocol
 
 import pytest
 import trio
 import trio.testing
 
 import trio_context as tc
+from plugin_harness import TRIO_MODE, Run, make_run
 from support import child_pids
 from trio_context.testing import advance_to_deadline, cancel_from_thread
 
 pytest_plugins = ["pytester"]
 
-TRIO_MODE = "[pytest]\ntrio_mode = true\n"
-
-# The thread and process leak check runs after the test's fixtures are torn down (what a
-# fixture owns and releases at teardown is not a leak), so an inner test that leaks a thread or
-# a process hands it to `reaper` or `release`, which only clean up when the session finishes.
-# `pool` is a nursery a fixture owns: unlike pytest-trio's `nursery` fixture, the plugin cannot
-# know that its teardown cancels what is left in it.
-CONFTEST = """
-import subprocess
-import threading
-
-import pytest
-import trio
-
-PROCS: list[subprocess.Popen[bytes]] = []
-EVENT = threading.Event()
-
-
-def pytest_sessionfinish(session):
-    EVENT.set()
-    for p in PROCS:
-        p.kill()
-        p.wait()
-
-
-@pytest.fixture
-def reaper():
-    return PROCS
-
-
-@pytest.fixture
-def release():
-    return EVENT
-
-
-@pytest.fixture
-async def pool():
-    async with trio.open_nursery() as nursery:
-        yield nursery
-        nursery.cancel_scope.cancel()
-"""
-
-
-class Run(Protocol):
-    def __call__(self, source: str, *args: str, ini: str | None = ...) -> pytest.RunResult: ...
-
 
 @pytest.fixture
 def run(pytester: pytest.Pytester, request: pytest.FixtureRequest) -> Run:
-    """Run an inner test file with the plugin (loaded with ``-p`` unless this session already
-    has it through the entry point, which the inner session then loads too)."""
-    plugin = (
-        []
-        if request.config.pluginmanager.has_plugin("trio_context")
-        else [
-            "-p",
-            "trio_context.pytest_plugin",
-        ]
-    )
-
-    def run_inner(source: str, *args: str, ini: str | None = TRIO_MODE) -> pytest.RunResult:
-        if ini is not None:
-            pytester.makeini(ini)
-        pytester.makeconftest(CONFTEST)
-        pytester.makepyfile(test_inner=textwrap.dedent(source))
-        return pytester.runpytest(*plugin, "-p", "no:cacheprovider", *args)
-
-    return run_inner
+    return make_run(pytester, request)
 
 
 def test_passing_test_gets_a_bound_context(run: Run) -> None:
