@@ -78,8 +78,10 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
-from typing import Final, cast
+from typing import Final, NoReturn, TextIO, cast
 
 import pytest
 import trio
@@ -116,6 +118,8 @@ _GUARD_KEY: Final = pytest.StashKey[TestGuard]()
 _OS_WATCH_KEY: Final = pytest.StashKey[LeakWatch]()
 _WATCHDOG_KEY: Final = pytest.StashKey[Watchdog]()
 _LIMITS_KEY: Final = pytest.StashKey[PhaseLimits]()
+_RUNNER_KEY: Final = pytest.StashKey[str | None]()
+_STDERR_KEY: Final = pytest.StashKey[TextIO | None]()
 _LEAK_MODES: Final = {"auto": "auto", "all": "all", "true": "all", "off": "off", "false": "off"}
 _OPT_OUT: Final = "@pytest.mark.ctx_no_leak_check"
 _IN_RUN: Final = frozenset({"tasks", "scopes"})  # checked in the trio run, before teardown
@@ -170,12 +174,26 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     _leak_mode(config)
     config.stash[_LIMITS_KEY] = _default_limits(config)
+    config.stash[_STDERR_KEY] = _real_stderr()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     watchdog = config.stash.get(_WATCHDOG_KEY, None)
     if watchdog is not None:
         watchdog.close()
+    stream = config.stash.get(_STDERR_KEY, None)
+    if stream is not None:
+        stream.close()
+
+
+def _real_stderr() -> TextIO | None:
+    """A copy of stderr that pytest's output capture does not swallow (capture is suspended
+    while plugins are configured), for the stacks written when a limit passes; as pytest's
+    faulthandler plugin does."""
+    try:
+        return os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - stderr is not a file
+        return None
 
 
 def _leak_mode(config: pytest.Config) -> str:
@@ -310,7 +328,7 @@ async def ctx(request: pytest.FixtureRequest) -> AsyncIterator[CancelContext]:
     guard = request.node.stash.get(_GUARD_KEY, None)
     if guard is not None:
         guard.attach_context(test_ctx)
-        if _runner(request.node) == _PYTEST_TRIO:
+        if request.node.stash.get(_RUNNER_KEY, None) == _PYTEST_TRIO:
             guard.attach_run(_fixture_scope())
     request.node.stash[_CTX_KEY] = test_ctx
     try:
@@ -388,7 +406,8 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
         if watchdog is None:
             watchdog = item.config.stash[_WATCHDOG_KEY] = Watchdog()
         watchdog.start()  # before any leak watch opens: not the test's thread
-        guard = item.stash[_GUARD_KEY] = TestGuard(watchdog, limits)
+        stream = item.config.stash.get(_STDERR_KEY, None)
+        guard = item.stash[_GUARD_KEY] = TestGuard(watchdog, limits, stream=stream)
         guard.enter("setup")
     result = yield
     if guard is not None and guard.expired is not None:
@@ -402,7 +421,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     # pytest-trio runs the bound test as the test task, after the async fixtures are set up.
     # anyio's pytest_pyfunc_call runs item.obj too.
     guard = item.stash.get(_GUARD_KEY, None)
-    runner = _runner(item)
+    runner = item.stash[_RUNNER_KEY] = _runner(item)  # before pytest-trio replaces item.obj
     if guard is not None and runner != _PYTEST_TRIO:
         guard.enter("call")  # pytest-trio sets up async fixtures first: still "setup"
     kinds = _leak_kinds(item)
@@ -473,9 +492,9 @@ def _close_os_watch(item: pytest.Item) -> None:
         del item.stash[_OS_WATCH_KEY]
 
 
-def _fail(guard: TestGuard) -> None:
+def _fail(guard: TestGuard) -> NoReturn:
     guard.reported = True
-    pytest.fail(guard.report(), pytrace=False)
+    raise pytest.fail.Exception(guard.report(), pytrace=False) from None
 
 
 def _reported(exc: BaseException) -> ReportedFailure | None:

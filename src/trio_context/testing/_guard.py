@@ -15,7 +15,8 @@ limit passes, it interrupts what it can reach, from the watchdog thread:
 
 If the phase is still running ``grace`` seconds after that (code that ignores cancellation or
 blocks the trio thread), the stacks of every thread are written to stderr, so a CI log shows
-where it hangs. Nothing here imports pytest.
+where it hangs. ``stream`` replaces stderr (the pytest plugin passes a copy of the real stderr,
+which its output capture does not swallow). Nothing here imports pytest.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import functools
 import sys
 import threading
 import traceback
+from typing import TextIO
 
 import trio
 
@@ -42,13 +44,23 @@ class TestGuard:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, watchdog: Watchdog, limits: PhaseLimits, *, grace: float = 2.0) -> None:
+    def __init__(
+        self,
+        watchdog: Watchdog,
+        limits: PhaseLimits,
+        *,
+        grace: float = 2.0,
+        stream: TextIO | None = None,
+    ) -> None:
         self.limits = limits
         self.grace = grace
+        self.stream = stream  # where stacks are written when a limit passes (sys.stderr)
         #: The limit that passed (None while none did); set by the watchdog thread.
         self.expired: TimeLimitExceeded | None = None
         #: The stacks where the phase was stuck when its limit passed ("" if not known).
         self.stuck = ""
+        #: ``explain()`` of the test's context when the limit cancelled it outside the body.
+        self.explained = ""
         #: Set by the test runner once the expiry has been reported (so it is reported once).
         self.reported = False
         self._watchdog = watchdog
@@ -98,6 +110,8 @@ class TestGuard:
         if exc is None:
             return ""
         lines = [exc.args[0]]
+        if self.explained:
+            lines.append(self.explained)
         if self.stuck:
             lines += ["where it was stuck when the limit passed:", self.stuck]
         return "\n".join(lines)
@@ -125,7 +139,9 @@ class TestGuard:
             except trio.RunFinishedError:
                 pass
         self.stuck = _main_thread_stack()
-        sys.stderr.write(f"\ntrio_context: {exc}; it goes on until it ends\n{self.stuck}\n")
+        stream = self.stream or sys.stderr
+        stream.write(f"\ntrio_context: {exc}; it goes on until it ends\n{self.stuck}\n")
+        stream.flush()
 
     def _interrupt_run(
         self, exc: TimeLimitExceeded, ctx: CancelContext | None, scope: trio.CancelScope
@@ -136,20 +152,22 @@ class TestGuard:
             f"  - #{n}:\n{format_stack(s, '      ')}"
             for n, s in enumerate((s for s in stacks if has_user_frames(s)), 1)
         )
-        if ctx is not None:
+        if ctx is not None and not ctx.done.is_set():
             ctx.cancel(exc)
+            self.explained = ctx.explain()
         scope.cancel()
 
     def _dump(self, phase: str) -> None:
         with self._lock:
             if self._phase != phase:
                 return
-        sys.stderr.write(
+        stream = self.stream or sys.stderr
+        stream.write(
             f"\ntrio_context: the test's {phase} is still running {self.grace:g} s after its "
             "wall-clock limit passed; the stacks of every thread:\n"
         )
-        sys.stderr.flush()
-        faulthandler.dump_traceback(all_threads=True)
+        stream.flush()
+        faulthandler.dump_traceback(stream, all_threads=True)
 
 
 def _main_thread_stack() -> str:
