@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import itertools
 import math
 import os
@@ -130,6 +131,7 @@ def active() -> Reaper | None:
     return _active
 
 
+@functools.cache  # find_library runs `ldconfig -p` in a subprocess: once per process is enough
 def _prctl() -> ctypes.CDLL | None:
     if not HAVE_PROCFS:
         return None

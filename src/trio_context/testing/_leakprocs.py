@@ -94,20 +94,25 @@ class ProcessWatch:
         self._spawned: list[_Spawned] = []
         self._previous = set_subreaper(1)  # escaped descendants come back here
         self._children_before = _direct_children()
+        self._no_new_child = False  # the last leaks() saw no new child: nothing to reap
 
     def close(self) -> None:
         """Reap the escaped descendants that exited; restore the subreaper flag. Idempotent."""
-        self._reap_orphans()
+        if not self._no_new_child:
+            self._reap_orphans()
         if self._previous is not None:
             set_subreaper(self._previous)
             self._previous = None
 
-    def _reap_orphans(self) -> None:
-        """Reap zombie children that no recorded ``Popen`` started (re-parented orphans)."""
+    def _reap_orphans(self, now: set[int] | None = None) -> None:
+        """Reap zombie children that no recorded ``Popen`` started (re-parented orphans);
+        ``now``: the direct children, if just read."""
         if self._children_before is None:
             return
         mine = {sp.pid for sp in self._spawned}
-        for pid in (_direct_children() or set()) - self._children_before - mine:
+        if now is None:
+            now = _direct_children() or set()
+        for pid in now - self._children_before - mine:
             if _proc_stat(pid) is None:
                 try:
                     os.waitpid(pid, os.WNOHANG)
@@ -163,8 +168,9 @@ class ProcessWatch:
                         )
                     )
         if self._children_before is not None:
-            self._reap_orphans()
             now = _direct_children() or set()
+            self._no_new_child = not (now - self._children_before)
+            self._reap_orphans(now)
             mine = {sp.pid for sp in self._spawned}
             for pid in sorted(now - self._children_before - seen):
                 if _proc_stat(pid) is not None:

@@ -132,7 +132,9 @@ class Watchdog:
     its limit. One watchdog serves any number of tests one after the other.
 
     ``arm(seconds, on_expiry)`` replaces whatever was armed; ``disarm()`` cancels it. The
-    thread starts on the first ``arm`` with a limit and stops with :meth:`close`. All methods
+    thread starts on the first ``arm`` with a limit and stops with :meth:`close`; it is only
+    woken when a new limit ends before the time it already wakes up at, so arming a limit per
+    phase of every test costs a lock, not a thread switch. All methods
     are thread-safe; ``on_expiry`` runs in the watchdog thread (it must be thread-safe too:
     ``CancelContext.cancel`` and ``TrioToken.run_sync_soon`` are).
     """
@@ -140,6 +142,7 @@ class Watchdog:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._deadline = math.inf
+        self._wake_at = math.inf  # when the thread wakes up next (it re-checks then)
         self._on_expiry: Callable[[], None] | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -168,7 +171,8 @@ class Watchdog:
         with self._cond:
             self._deadline = time.monotonic() + seconds
             self._on_expiry = on_expiry
-            self._cond.notify()
+            if self._deadline < self._wake_at:  # else the thread wakes in time anyway: a
+                self._cond.notify()  # per-test limit costs no thread switch
 
     def disarm(self) -> None:
         """Forget what was armed. Idempotent."""
@@ -193,7 +197,9 @@ class Watchdog:
                     wait = self._deadline - time.monotonic()
                     if wait <= 0 and self._on_expiry is not None:
                         break
+                    self._wake_at = self._deadline
                     self._cond.wait(None if wait == math.inf else max(wait, 0.001))
+                    self._wake_at = -math.inf  # awake: arm() need not notify
                 if self._closed:
                     return
                 on_expiry, self._on_expiry = self._on_expiry, None
