@@ -4,8 +4,9 @@ tests without it, each run by pytest in a subprocess, in the same run of this sc
 Run: ``python benchmarks/plugin.py [N]`` (about a minute with N = 1000). The figure is the ratio
 of the two runs' CPU times (user + system of the pytest process, best of REPEATS), pytest's
 start-up included, as a user sees it; CPU time because wall time swings with the load of a
-shared machine (the wall-time ratio is printed too). The target is <= 1.2x. A third line adds a project-wide wall-clock limit (``trio_context_timeout``)
-to the ``ctx`` tests. Lower is better.
+shared machine (the wall-time ratio is printed too). The target is <= 1.2x. A second line adds
+a project-wide wall-clock limit (``trio_context_timeout``) to the ``ctx`` tests. Lower is
+better. Both sides load the plugin (it is installed); only the tests differ.
 """
 
 from __future__ import annotations
