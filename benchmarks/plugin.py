@@ -1,7 +1,7 @@
 """pytest plugin benchmark: 1,000 trivial trio tests that use the ``ctx`` fixture vs the same
 tests without it, each run by pytest in a subprocess, in the same run of this script.
 
-Run: ``python benchmarks/plugin.py [N]`` (about a minute with N = 1000). The figure is the ratio
+Run: ``python benchmarks/plugin.py [N]`` (about two minutes with N = 1000). The figure is the ratio
 of the two runs' CPU times (user + system of the pytest process, best of REPEATS), pytest's
 start-up included, as a user sees it; CPU time because wall time swings with the load of a
 shared machine (the wall-time ratio is printed too). The target is <= 1.2x. A second line adds
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPEATS = 3
+REPEATS = 5
 TARGET = 1.2
 
 INI = "[pytest]\ntrio_mode = true\n"

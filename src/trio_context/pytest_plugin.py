@@ -119,6 +119,7 @@ _OS_WATCH_KEY: Final = pytest.StashKey[LeakWatch]()
 _WATCHDOG_KEY: Final = pytest.StashKey[Watchdog]()
 _LIMITS_KEY: Final = pytest.StashKey[PhaseLimits]()
 _RUNNER_KEY: Final = pytest.StashKey[str | None]()
+_LEAK_MODE_KEY: Final = pytest.StashKey[str]()
 _STDERR_KEY: Final = pytest.StashKey[TextIO | None]()
 _LEAK_MODES: Final = {"auto": "auto", "all": "all", "true": "all", "off": "off", "false": "off"}
 _OPT_OUT: Final = "@pytest.mark.ctx_no_leak_check"
@@ -197,6 +198,13 @@ def _real_stderr() -> TextIO | None:
 
 
 def _leak_mode(config: pytest.Config) -> str:
+    mode = config.stash.get(_LEAK_MODE_KEY, None)
+    if mode is None:
+        mode = config.stash[_LEAK_MODE_KEY] = _read_leak_mode(config)
+    return mode
+
+
+def _read_leak_mode(config: pytest.Config) -> str:
     raw = config.getoption("ctx_leak_check") or config.getini("trio_context_leak_check")
     mode = _LEAK_MODES.get(str(raw).strip().lower())
     if mode is None:
