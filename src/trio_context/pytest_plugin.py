@@ -17,36 +17,31 @@ same binding, reports and checks. Rules for test authors:
   sleeps longer in virtual time fails too; under ``mock_clock`` it never fires on its own.
   When it passes, the test fails with ``ctx.explain()``, the stacks where the test and its
   tasks were waiting, and the tasks still running under ``ctx`` -- not a bare ``Cancelled``.
-- Wall-clock limit: a safety net measured in *real* seconds by a watchdog thread, so it means
-  the same under every clock (a long virtual sleep under ``autojump_clock`` passes, a real
-  hang fails). Project-wide with the ini option ``trio_context_timeout`` or
-  ``--ctx-timeout`` (``"30"``: each phase; ``"call=30 setup=5 teardown=5"``; ``"10
-  call=60"``), per test with ``@pytest.mark.ctx_limit(seconds, setup=, call=, teardown=)``
-  (phases not given keep the project-wide value; ``ctx_limit(None)``: none). Each phase is
-  timed on its own: setup (fixtures, including pytest-trio's async fixtures in the trio run),
-  call (the body), teardown. When the call's limit passes, ``ctx`` is cancelled with a
-  :class:`~trio_context.testing.TimeLimitExceeded` cause and the test fails with the same
-  report as for a deadline; an async fixture that outlives its phase's limit in a pytest-trio
-  run is cancelled when the test requests ``ctx`` (or, for teardown, once its body ran), and
-  the failure shows where each task was stuck. Code the plugin cannot interrupt (sync code,
-  anyio fixtures) has its stack written to stderr when the limit passes and fails when it
-  ends; stacks of every thread follow if it is still running 2 s later. pytest-timeout is the
-  outer net for sync tests and hard hangs: set it higher than this limit.
+- Wall-clock limit, in *real* seconds (a watchdog thread), so it means the same under every
+  clock: a long virtual sleep under ``autojump_clock`` passes, a real hang fails. Project-wide
+  with the ini option ``trio_context_timeout`` or ``--ctx-timeout`` (``"30"``: each phase;
+  ``"call=30 setup=5 teardown=5"``; ``"10 call=60"``), per test with
+  ``@pytest.mark.ctx_limit(seconds, setup=, call=, teardown=)`` (phases not given keep the
+  project-wide value; ``ctx_limit(None)``: none). Each phase is timed on its own. When the
+  call's limit passes, ``ctx`` is cancelled with a
+  :class:`~trio_context.testing.TimeLimitExceeded` cause and the test fails as for a deadline;
+  a hanging async fixture of a pytest-trio run is cancelled (in setup, when the test requests
+  ``ctx``) and reported with where each task was stuck; other code has its stack written to
+  stderr and fails when it ends. pytest-timeout stays the outer net: set it higher.
 - ``ctx`` is cancelled as soon as the test body returns, *before* fixture teardown (Go's
   ``testing.T.Context`` does the same): fixtures see it done in their teardown. Teardown work
   that needs a context uses ``tc.without_cancel(ctx)`` or ``tc.cleanup(ctx, seconds)``.
-- Leak check, after a passing body: tasks running under ``ctx`` (or a context derived from it)
-  and scopes bound to those contexts still open, checked once ``ctx`` is cancelled, before
-  fixture teardown (tasks in pytest-trio's ``nursery`` fixture are not leaks: its teardown
-  cancels them); threads and processes the test started, checked *after* fixture teardown, so
-  a ThreadPoolExecutor or a process that a fixture owns and closes is not a leak (idle trio
-  worker threads never are; busy ones are; process groups too, Linux). Each report says what
-  leaked, where it was created and where it is now; thread and process leaks fail the test's
-  teardown. On by default for tests that use ``ctx``; ``@pytest.mark.ctx_leak_check`` or
-  ``trio_context_leak_check = all`` (ini) / ``--ctx-leak-check=all`` turn it on for others;
-  ``@pytest.mark.ctx_no_leak_check`` turns it off. Both markers take kinds to narrow them:
-  ``ctx_no_leak_check("threads")``. A trio test with a ``ctx_timeout`` marker, a limit or a
-  task check runs bound to a test context even without requesting ``ctx``.
+- Leak check, after a passing body: tasks under ``ctx`` (or a context derived from it) and
+  scopes bound to those still open, once ``ctx`` is cancelled, before fixture teardown (tasks
+  in pytest-trio's ``nursery`` fixture are not leaks: its teardown cancels them); threads and
+  processes the test started, *after* fixture teardown (what a fixture owns and closes is not
+  a leak; idle trio worker threads never are; process groups too, Linux), failing the test's
+  teardown. Each report says what leaked, where it was created and where it is now. On for
+  tests that use ``ctx``; ``@pytest.mark.ctx_leak_check`` or ``trio_context_leak_check = all``
+  (ini) / ``--ctx-leak-check=all`` for others; ``@pytest.mark.ctx_no_leak_check`` turns it
+  off. Both markers take kinds: ``ctx_no_leak_check("threads")``. A trio test with a
+  ``ctx_timeout`` marker, a limit or a task check is bound to a test context even without
+  requesting ``ctx``.
 - Hypothesis: ``@given`` tests cannot use ``ctx`` (Hypothesis refuses function-scoped
   fixtures: each example would share it). Use ``with fresh_context(timeout=...) as ctx:`` from
   :mod:`trio_context.testing` in the body: a new bound context per example.
@@ -89,7 +84,6 @@ import trio
 from ._core import CancelContext, background
 from .testing import (
     LEAK_KINDS,
-    PHASES,
     CancelFromThread,
     LeakWatch,
     PhaseLimits,
@@ -100,6 +94,8 @@ from .testing import (
     cancel_from_thread,
     check_limit,
     leak_report,
+    marker_kinds,
+    marker_limits,
     new_test_context,
     parse_limits,
     run_bound,
@@ -253,18 +249,7 @@ def _limits(item: pytest.Item) -> PhaseLimits:
     marker = item.get_closest_marker("ctx_limit")
     if marker is None:
         return default
-    if len(marker.args) > 1 or set(marker.kwargs) - set(PHASES):
-        raise ValueError(
-            "use @pytest.mark.ctx_limit(seconds, setup=..., call=..., teardown=...), "
-            "with numbers of seconds or None"
-        )
-    values: dict[str, float | None] = {phase: default.of(phase) for phase in PHASES}
-    if marker.args:
-        values = dict.fromkeys(PHASES, check_limit(marker.args[0], "ctx_limit"))
-    for phase, value in marker.kwargs.items():
-        values[phase] = check_limit(value, f"ctx_limit({phase}=...)")
-    args = [repr(a) for a in marker.args] + [f"{k}={v!r}" for k, v in marker.kwargs.items()]
-    return PhaseLimits(**values, source=f"@pytest.mark.ctx_limit({', '.join(args)})")
+    return marker_limits(marker.args, marker.kwargs, default=default)
 
 
 def _leak_kinds(item: pytest.Item) -> frozenset[str]:
@@ -277,29 +262,19 @@ def _leak_kinds(item: pytest.Item) -> frozenset[str]:
     off = item.get_closest_marker("ctx_no_leak_check")
     mode = _leak_mode(item.config)
     if on is not None:
-        kinds = _marker_kinds(on.args, on.name)
+        kinds = marker_kinds(on.args, on.name)
     elif mode == "all" or (mode == "auto" and "ctx" in _fixturenames(item)):
         kinds = LEAK_KINDS
     else:
         kinds = frozenset[str]()
     if off is not None:
-        kinds = kinds - _marker_kinds(off.args, off.name)
+        kinds = kinds - marker_kinds(off.args, off.name)
     return kinds
 
 
 def _fixturenames(item: pytest.Item) -> list[str]:
     names: list[str] = getattr(item, "fixturenames", [])
     return names
-
-
-def _marker_kinds(args: tuple[object, ...], name: str) -> frozenset[str]:
-    kinds = frozenset(str(a) for a in args)
-    if kinds - LEAK_KINDS:
-        raise ValueError(
-            f"@pytest.mark.{name}() takes kinds among {', '.join(sorted(LEAK_KINDS))}; "
-            f"got {', '.join(sorted(kinds - LEAK_KINDS))}"
-        )
-    return kinds or LEAK_KINDS
 
 
 def _runner(item: pytest.Item) -> str | None:

@@ -17,9 +17,17 @@ from .._meta import fixup_module_metadata
 from ._binding import ReportedFailure, fresh_context, new_test_context, run_bound
 from ._guard import TestGuard
 from ._helpers import CancelFromThread, advance_to_deadline, cancel_from_thread
-from ._leakcheck import LEAK_KINDS, LeakWatch, all_tasks, tasks_under
+from ._leakcheck import LEAK_KINDS, LeakWatch, all_tasks, marker_kinds, tasks_under
 from ._leakreport import Leak
-from ._limits import PHASES, PhaseLimits, TimeLimitExceeded, Watchdog, check_limit, parse_limits
+from ._limits import (
+    PHASES,
+    PhaseLimits,
+    TimeLimitExceeded,
+    Watchdog,
+    check_limit,
+    marker_limits,
+    parse_limits,
+)
 from ._reports import interrupted_report, leak_report
 
 __all__ = [
@@ -40,6 +48,8 @@ __all__ = [
     "fresh_context",
     "interrupted_report",
     "leak_report",
+    "marker_kinds",
+    "marker_limits",
     "new_test_context",
     "parse_limits",
     "run_bound",

@@ -46,11 +46,26 @@ from .._trio_private import is_trio_worker, scope_owners, trio_worker_busy
 from ._leakprocs import ProcessWatch, procfs
 from ._leakreport import Leak, capture, task_stack, thread_stack
 
-__all__ = ["LEAK_KINDS", "LeakWatch", "all_tasks", "tasks_under", "under"]
+__all__ = ["LEAK_KINDS", "LeakWatch", "all_tasks", "marker_kinds", "tasks_under", "under"]
 
 LEAK_KINDS: Final = frozenset({"tasks", "scopes", "threads", "processes"})
 
 _FIRST_ROUNDS: Final = 3
+
+
+def marker_kinds(args: tuple[object, ...], name: str) -> frozenset[str]:
+    """The leak kinds a marker ``name(*args)`` names; all of them when it names none.
+
+    Raises:
+        ValueError: an unknown kind.
+    """
+    kinds = frozenset(str(a) for a in args)
+    if kinds - LEAK_KINDS:
+        raise ValueError(
+            f"@pytest.mark.{name}() takes kinds among {', '.join(sorted(LEAK_KINDS))}; "
+            f"got {', '.join(sorted(kinds - LEAK_KINDS))}"
+        )
+    return kinds or LEAK_KINDS
 
 
 # -- the context tree ---------------------------------------------------------------------

@@ -21,14 +21,22 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 import attrs
 
 from .._core import logger
 
-__all__ = ["PHASES", "PhaseLimits", "TimeLimitExceeded", "Watchdog", "parse_limits"]
+__all__ = [
+    "PHASES",
+    "PhaseLimits",
+    "TimeLimitExceeded",
+    "Watchdog",
+    "check_limit",
+    "marker_limits",
+    "parse_limits",
+]
 
 PHASES: Final = ("setup", "call", "teardown")
 
@@ -115,6 +123,30 @@ def parse_limits(text: str, *, name: str, source: str = "") -> PhaseLimits:
             raise ValueError(f"{name}: unknown phase {key!r}; use {', '.join(PHASES)}")
         rest = rest[match.end() :].lstrip(", ")
     return PhaseLimits(**{p: phases.get(p, default) for p in PHASES}, source=source)
+
+
+def marker_limits(
+    args: tuple[object, ...], kwargs: Mapping[str, object], *, default: PhaseLimits
+) -> PhaseLimits:
+    """The limits a ``ctx_limit(seconds=None, *, setup=, call=, teardown=)`` marker sets over
+    ``default``: ``seconds`` for every phase, then each phase named (None: no limit).
+
+    Raises:
+        ValueError: more than one number, an unknown phase, or a value that is not a number
+            of seconds or None.
+    """
+    if len(args) > 1 or set(kwargs) - set(PHASES):
+        raise ValueError(
+            "use @pytest.mark.ctx_limit(seconds, setup=..., call=..., teardown=...), "
+            "with numbers of seconds or None"
+        )
+    values: dict[str, float | None] = {phase: default.of(phase) for phase in PHASES}
+    if args:
+        values = dict.fromkeys(PHASES, check_limit(args[0], "ctx_limit"))
+    for phase, value in kwargs.items():
+        values[phase] = check_limit(value, f"ctx_limit({phase}=...)")
+    shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    return PhaseLimits(**values, source=f"@pytest.mark.ctx_limit({', '.join(shown)})")
 
 
 def _seconds(raw: str, name: str) -> float | None:
