@@ -75,13 +75,13 @@ import importlib
 import inspect
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import Final, NoReturn, TextIO, cast
 
 import pytest
 import trio
 
-from ._core import CancelContext, background
+from ._core import CancelContext, background, with_cancel
 from .testing import (
     LEAK_KINDS,
     CancelFromThread,
@@ -114,7 +114,6 @@ _GUARD_KEY: Final = pytest.StashKey[TestGuard]()
 _OS_WATCH_KEY: Final = pytest.StashKey[LeakWatch]()
 _WATCHDOG_KEY: Final = pytest.StashKey[Watchdog]()
 _LIMITS_KEY: Final = pytest.StashKey[PhaseLimits]()
-_RUNNER_KEY: Final = pytest.StashKey[str | None]()
 _LEAK_MODE_KEY: Final = pytest.StashKey[str]()
 _STDERR_KEY: Final = pytest.StashKey[TextIO | None]()
 _LEAK_MODES: Final = {"auto": "auto", "all": "all", "true": "all", "off": "off", "false": "off"}
@@ -297,22 +296,21 @@ def _runner(item: pytest.Item) -> str | None:
 
 
 @pytest.fixture
-async def ctx(request: pytest.FixtureRequest) -> AsyncIterator[CancelContext]:
-    """The test's context: a child of ``background()`` with the test's deadline (if any),
-    cancelled when the test body returns; the body runs inside ``ctx.scope()``.
+def ctx(request: pytest.FixtureRequest) -> Iterator[CancelContext]:
+    """The test's context: a child of ``background()``, cancelled when the test body returns;
+    the body runs inside ``ctx.scope()``. A sync fixture (made before the trio run starts, so it
+    costs no fixture task): with a ``ctx_timeout`` marker the body gets a child of it with the
+    deadline, made inside the run, and fixtures that request ``ctx`` get this parent.
 
     Raises:
-        RuntimeError: the test does not run on trio (anyio's asyncio backend).
-        ValueError: a malformed ``ctx_timeout`` marker (the test errors).
+        RuntimeError: the test is not an async trio test (anyio's asyncio backend, a sync
+            test, a Hypothesis ``@given`` test); the message says what to do instead.
     """
-    _require_trio(request)
-    seconds, _ = _timeout(request.node)
-    test_ctx = new_test_context(seconds)
+    _require_trio_test(request)
+    test_ctx = with_cancel(background())
     guard = request.node.stash.get(_GUARD_KEY, None)
     if guard is not None:
         guard.attach_context(test_ctx)
-        if request.node.stash.get(_RUNNER_KEY, None) == _PYTEST_TRIO:
-            guard.attach_run(_fixture_scope())
     request.node.stash[_CTX_KEY] = test_ctx
     try:
         yield test_ctx
@@ -321,17 +319,29 @@ async def ctx(request: pytest.FixtureRequest) -> AsyncIterator[CancelContext]:
         del request.node.stash[_CTX_KEY]
 
 
-def _require_trio(request: pytest.FixtureRequest) -> None:
-    if trio.lowlevel.in_trio_task():
-        return
-    backend: object = "?"
+def _require_trio_test(request: pytest.FixtureRequest) -> None:
+    backend: object = None
     if "anyio_backend" in request.fixturenames:
         backend = request.getfixturevalue("anyio_backend")
-    raise RuntimeError(
-        f"the ctx fixture needs trio, but this test runs on anyio's {backend!r} backend; "
-        "run it on trio only: define an `anyio_backend` fixture that returns 'trio' "
-        "(in its module or conftest.py), or drop `ctx` from tests meant for other backends"
-    )
+        name = backend if isinstance(backend, str) else cast("tuple[str]", backend)[0]
+        if name == "trio":
+            return
+        raise RuntimeError(
+            f"the ctx fixture needs trio, but this test runs on anyio's {name!r} backend; "
+            "run it on trio only: define an `anyio_backend` fixture that returns 'trio' "
+            "(in its module or conftest.py), or drop `ctx` from tests meant for other backends"
+        )
+    func: object = getattr(request.node, "obj", None)
+    if hasattr(func, "hypothesis"):
+        raise RuntimeError(
+            "a Hypothesis @given test cannot use the ctx fixture (one value would serve every "
+            "example): use `with trio_context.testing.fresh_context() as ctx:` in its body"
+        )
+    if request.node.get_closest_marker("trio") is None or not inspect.iscoroutinefunction(func):
+        raise RuntimeError(
+            "the ctx fixture is for async trio tests: pytest-trio's (trio_mode = true, or "
+            "@pytest.mark.trio) or anyio's on its trio backend"
+        )
 
 
 def _fixture_scope() -> trio.CancelScope:
@@ -376,6 +386,26 @@ def ctx_cancel_from_thread(ctx: CancelContext) -> CancelFromThread:
 # -- the phases -------------------------------------------------------------------------------
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
+) -> Generator[None, object, object]:
+    # pytest-trio sets async fixtures up later, in the test's trio run, from the TrioFixture it
+    # returns here: when the test has a limit, the first of them to start tells the guard
+    # which run (and which scope) to cancel if the setup limit passes.
+    result = yield
+    guard = request.node.stash.get(_GUARD_KEY, None)
+    func = getattr(result, "_func", None)
+    if guard is not None and type(result).__name__ == "TrioFixture" and callable(func):
+
+        def attach_then_call(**kwargs: object) -> object:
+            guard.attach_run(_fixture_scope())
+            return func(**kwargs)
+
+        setattr(result, "_func", attach_then_call)  # noqa: B010 - pytest-trio's own attribute
+    return result
+
+
 @pytest.hookimpl(wrapper=True, trylast=True)  # innermost: other wrappers see our errors
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
     # Check the markers before any fixture runs, so a bad one is a setup error (pytest-trio
@@ -404,7 +434,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     # pytest-trio runs the bound test as the test task, after the async fixtures are set up.
     # anyio's pytest_pyfunc_call runs item.obj too.
     guard = item.stash.get(_GUARD_KEY, None)
-    runner = item.stash[_RUNNER_KEY] = _runner(item)  # before pytest-trio replaces item.obj
+    runner = _runner(item)
     if guard is not None and runner != _PYTEST_TRIO:
         guard.enter("call")  # pytest-trio sets up async fixtures first: still "setup"
     kinds = _leak_kinds(item)
@@ -501,7 +531,10 @@ def _bind(
     async def bound_test(**kwargs: object) -> None:
         __tracebackhide__ = True
         seconds, source = _timeout(item)
-        test_ctx = item.stash.get(_CTX_KEY, None) or new_test_context(seconds)
+        base = item.stash.get(_CTX_KEY, None)  # the ctx fixture's, if requested
+        test_ctx = new_test_context(seconds, parent=base)
+        if base is not None and test_ctx is not base and "ctx" in kwargs:
+            kwargs["ctx"] = test_ctx  # the child with the deadline
         guard = item.stash.get(_GUARD_KEY, None)
         in_pytest_trio = runner == _PYTEST_TRIO
         if guard is not None and in_pytest_trio:
@@ -519,6 +552,8 @@ def _bind(
                 opt_out=_OPT_OUT,
             )
         finally:
+            if base is not None:
+                base.cancel()  # fixtures see it done in their teardown
             if watch is not None:
                 watch.close()
 

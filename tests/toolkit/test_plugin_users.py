@@ -104,6 +104,45 @@ def test_anyio_asyncio_backend_says_ctx_needs_trio(run: Run) -> None:
     )
 
 
+def test_ctx_outside_async_trio_tests_says_what_to_do(run: Run) -> None:
+    result = run(
+        """
+        from hypothesis import given, strategies as st
+
+        def test_sync(ctx):
+            pass
+
+        @given(st.integers())
+        async def test_given(ctx, n):
+            pass
+        """
+    )
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(["*the ctx fixture is for async trio tests*"])
+    result.stdout.fnmatch_lines(["*use `with trio_context.testing.fresh_context() as ctx:`*"])
+
+
+def test_with_a_deadline_the_body_gets_a_child_of_the_fixtures_ctx(run: Run) -> None:
+    result = run(
+        """
+        import pytest
+        import trio_context as tc
+
+        @pytest.fixture
+        async def seen(ctx):
+            yield ctx
+            assert ctx.done.is_set()  # cancelled when the body returned
+
+        @pytest.mark.ctx_timeout(60)
+        async def test_deadline(ctx, seen, autojump_clock):
+            assert tc.current() is ctx
+            assert ctx.remaining() == 60
+            assert ctx in seen.children()
+        """
+    )
+    result.assert_outcomes(passed=1)
+
+
 # -- what fixtures own -------------------------------------------------------------------------
 
 
@@ -266,9 +305,13 @@ def test_limits_per_phase(run: Run) -> None:
         @pytest.mark.ctx_limit(0.3, call=None)
         async def test_call_without_limit(ctx, autojump_clock):
             await trio.sleep(3600)
+
+        @pytest.mark.ctx_limit(setup=0.3)
+        async def test_setup_hangs_without_ctx(slow_setup):
+            pass
         """
     )
-    result.assert_outcomes(passed=1, failed=3)
+    result.assert_outcomes(passed=1, failed=4)
     result.stdout.fnmatch_lines(
         [
             "*_ test_setup_hangs _*",
@@ -277,6 +320,9 @@ def test_limits_per_phase(run: Run) -> None:
             "*where it was stuck when the limit passed:*",
             "*in slow_setup*",
         ]
+    )
+    result.stdout.fnmatch_lines(
+        ["*_ test_setup_hangs_without_ctx _*", "*setup ran past*", "*in slow_setup*"]
     )
     result.stdout.fnmatch_lines(
         [

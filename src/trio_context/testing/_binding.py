@@ -37,10 +37,15 @@ class ReportedFailure(Exception):
     ended): show the message, not a traceback."""
 
 
-def new_test_context(seconds: float | None) -> CancelContext:
-    """A test's context: a child of ``background()``, with a deadline ``seconds`` from now on
-    trio's clock (None: no deadline; then no trio run is needed)."""
-    return with_cancel(background()) if seconds is None else with_timeout(background(), seconds)
+def new_test_context(
+    seconds: float | None, *, parent: CancelContext | None = None
+) -> CancelContext:
+    """A test's context with a deadline ``seconds`` from now on trio's clock: a child of
+    ``parent`` (default: ``background()``). With no deadline (None), ``parent`` itself when
+    given, else a new child of ``background()``; then no trio run is needed."""
+    if seconds is None:
+        return parent if parent is not None else with_cancel(background())
+    return with_timeout(background() if parent is None else parent, seconds)
 
 
 async def run_bound(
