@@ -8,11 +8,13 @@ its trio backend (``@pytest.mark.anyio`` with ``anyio_backend`` = ``"trio"``); b
 same binding, reports and checks. Rules for test authors:
 
 - Request ``ctx`` in an async trio test. It is a :class:`~trio_context.CancelContext`, a child
-  of ``background()``, made inside the test's trio run; the test body runs inside
-  ``ctx.scope()``, so ``tc.current()`` is ``ctx`` in the test and in every task it starts. On
-  anyio's asyncio backend, requesting ``ctx`` is an error that says how to run on trio only.
+  of ``background()``; the test body runs inside ``ctx.scope()``, so ``tc.current()`` is
+  ``ctx`` in the test and in every task it starts. Requesting it elsewhere is an error that
+  says what to do (anyio's asyncio backend, a sync test, a Hypothesis ``@given`` test).
 - Deadline: ``@pytest.mark.ctx_timeout(seconds)`` gives ``ctx`` a deadline on *trio's clock*
-  (``ctx.deadline``, ``remaining()``, what code under test sees and propagates). Under
+  (``ctx.deadline``, ``remaining()``, what code under test sees and propagates), from the
+  start of the body: the body's ``ctx`` is then a child, made in the trio run, of the one
+  fixtures get. Under
   ``autojump_clock`` it is virtual: a stuck test fails at once, exactly, but a test that
   sleeps longer in virtual time fails too; under ``mock_clock`` it never fires on its own.
   When it passes, the test fails with ``ctx.explain()``, the stacks where the test and its
@@ -25,8 +27,8 @@ same binding, reports and checks. Rules for test authors:
   project-wide value; ``ctx_limit(None)``: none). Each phase is timed on its own. When the
   call's limit passes, ``ctx`` is cancelled with a
   :class:`~trio_context.testing.TimeLimitExceeded` cause and the test fails as for a deadline;
-  a hanging async fixture of a pytest-trio run is cancelled (in setup, when the test requests
-  ``ctx``) and reported with where each task was stuck; other code has its stack written to
+  a hanging async fixture of a pytest-trio run is cancelled and reported with where each task
+  was stuck; other code has its stack written to
   stderr and fails when it ends. pytest-timeout stays the outer net: set it higher.
 - ``ctx`` is cancelled as soon as the test body returns, *before* fixture teardown (Go's
   ``testing.T.Context`` does the same): fixtures see it done in their teardown. Teardown work
