@@ -22,6 +22,8 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
+from .._process._procfs import Stat
+from .._process._procfs import stat as read_stat
 from .._process._subreaper import set_subreaper
 from ._leakreport import Leak, capture
 
@@ -33,18 +35,10 @@ def procfs() -> bool:
     return sys.platform == "linux" and os.path.isdir("/proc/self")
 
 
-def _proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, ppid, pgid) of a live process, None if it is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    state = fields[0].decode()
-    if state in ("Z", "X"):
-        return None
-    return state, int(fields[1]), int(fields[2])
+def _proc_stat(pid: int) -> Stat | None:
+    """The status of a live process, None if it is gone or a zombie."""
+    found = read_stat(pid)
+    return None if found is None or found.zombie else found
 
 
 def _proc_cmdline(pid: int) -> str:
@@ -142,7 +136,7 @@ class ProcessWatch:
             if sp.leader:
                 groups[sp.pid] = sp
             stat = _proc_stat(sp.pid)
-            if stat is not None and stat[1] == me:
+            if stat is not None and stat.ppid == me:
                 seen.add(sp.pid)
                 out.append(
                     Leak(
@@ -156,9 +150,9 @@ class ProcessWatch:
                 if pid in seen:
                     continue
                 stat = _proc_stat(pid)
-                if stat is not None and stat[2] in groups:
+                if stat is not None and stat.pgid in groups:
                     seen.add(pid)
-                    leader = groups[stat[2]]
+                    leader = groups[stat.pgid]
                     out.append(
                         Leak(
                             "processes",
