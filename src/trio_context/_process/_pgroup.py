@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 MAX_LINE: Final = 1 << 16  # longer lines reach on_line in pieces
@@ -84,17 +84,50 @@ def is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def environment(env: Mapping[str, str | None] | None) -> dict[str, str] | None:
+def check_env(env: Mapping[str, str | None] | None) -> None:
+    """Raise TypeError unless ``env`` maps str to str or None."""
     if env is None:
-        return None
-    merged = dict(os.environ)
+        return
     for key, value in env.items():
         if not _is_str(key) or not (value is None or _is_str(value)):
             raise TypeError(f"`env` must map str to str or None, got {key!r}: {value!r}")
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = value
+
+
+# os.environ decoded, and the raw (bytes) mapping it was decoded from: most calls run with an
+# unchanged os.environ, and decoding it entry by entry costs more than the rest of the copy.
+_snapshot: tuple[dict[bytes, bytes], dict[str, str]] | None = None
+
+
+def _environ_copy() -> dict[str, str]:
+    """A fresh copy of ``os.environ`` (decoded once for as long as it does not change)."""
+    global _snapshot
+    raw = getattr(os.environ, "_data", None)  # CPython's mapping behind os.environ
+    if not isinstance(raw, dict):  # pragma: no cover - another implementation
+        return dict(os.environ)
+    snapshot = _snapshot
+    if snapshot is None or snapshot[0] != raw:
+        snapshot = _snapshot = (raw.copy(), dict(os.environ))
+    return snapshot[1].copy()
+
+
+def child_environ(
+    env: Mapping[str, str | None] | None, *, drop: Sequence[str], add: Mapping[str, str]
+) -> dict[str, str] | None:
+    """The child's environment, built in one copy: ``os.environ``, then ``env`` merged over it
+    (a None value removes a variable), then the names in ``drop`` removed and ``add`` set.
+    None when that is ``os.environ`` unchanged (the child then inherits it as it is)."""
+    if env is None and not add and not any(name in os.environ for name in drop):
+        return None
+    merged = _environ_copy()
+    if env is not None:
+        for key, value in env.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+    for name in drop:
+        merged.pop(name, None)
+    merged.update(add)
     return merged
 
 

@@ -73,14 +73,23 @@ from .._core import (
     with_idle_timeout,
 )
 from .._stops import with_grace
-from ..propagation import CancelChannel, environ_for
+from ..propagation import (
+    CANCEL_ACK_FD_ENV_VAR,
+    CANCEL_FD_ENV_VAR,
+    DEADLINE_ENV_VAR,
+    CancelChannel,
+    environ_for,
+)
 from ._descendants import Tree
-from ._pgroup import Tail, environment, is_count, start_error
+from ._pgroup import Tail, check_env, child_environ, is_count, start_error
 from ._results import ProcessFailed, ProcessHandle, ProcessResult
 from ._subreaper import MARK_VAR, active
 from ._supervisor import Limits, Supervisor, raise_single, signal_of
 
 __all__ = ["run_process"]
+
+# What a parent sets for one child only: never passed on from this process's environment.
+_PER_CHILD = (DEADLINE_ENV_VAR, CANCEL_FD_ENV_VAR, CANCEL_ACK_FD_ENV_VAR)
 
 
 def _command(
@@ -211,9 +220,10 @@ async def run_process(
         raise ValueError(f"`max_rss` must be a positive int (bytes) or None, got {max_rss!r}")
     rss_interval = _positive(rss_interval, "rss_interval", "seconds between samples") or 0.5
     workdir = None if cwd is None else os.fspath(cwd)
-    if workdir is not None and not await trio.Path(workdir).is_dir():
+    # A stat is cheaper than a hop to a worker thread (and the spawn itself chdirs there).
+    if workdir is not None and not os.path.isdir(workdir):  # noqa: ASYNC240
         raise NotADirectoryError(errno.ENOTDIR, f"`cwd` is not a directory: {workdir!r}")
-    merged_env = environment(env)
+    check_env(env)
     ctx.check()
 
     own_hard: CancelContext | None = None
@@ -227,12 +237,14 @@ async def run_process(
     tree: Tree | None = None
     channel: CancelChannel | None = None
     try:
-        if propagate_deadline:
-            merged_env = environ_for(ctx, base=os.environ if merged_env is None else merged_env)
-        merged_env, mark = _marked(merged_env)
+        # One copy of the environment, whatever changes: the deadline (and no inherited
+        # per-child variable), the subreaper's mark, the cancel channel.
+        add: dict[str, str] = environ_for(ctx) if propagate_deadline else {}
+        mark = _mark(add)
         if propagate_cause:
             channel = CancelChannel()
-            merged_env = {**(os.environ if merged_env is None else merged_env), **channel.environ()}
+            add.update(channel.environ())
+        merged_env = child_environ(env, drop=_PER_CHILD if propagate_deadline else (), add=add)
         limits = _limits(ctx, idle_timeout, max_rss, rss_interval)
         try:
             proc = await trio.lowlevel.open_process(
@@ -325,13 +337,12 @@ def _result(
     )
 
 
-def _marked(env: dict[str, str] | None) -> tuple[dict[str, str] | None, bytes | None]:
-    """Under :func:`open_subreaper`, ``env`` plus the call's mark, which every descendant
-    inherits, so the subreaper can tell whose orphan it gets; else ``env`` as it is."""
+def _mark(add: dict[str, str]) -> bytes | None:
+    """Under :func:`open_subreaper`, a new mark for the call, which every descendant inherits
+    (put into ``add``), so the subreaper can tell whose orphan it gets; else None."""
     reaper = active()
     if reaper is None:
-        return env, None
+        return None
     mark = reaper.new_mark()
-    marked = dict(os.environ if env is None else env)
-    marked[MARK_VAR] = mark.decode().partition("=")[2]
-    return marked, mark
+    add[MARK_VAR] = mark.decode().partition("=")[2]
+    return mark
