@@ -11,7 +11,7 @@ the kill timer and :meth:`Supervisor.abort` end it early. Every signal goes to t
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from signal import Signals
 from typing import Final, Literal, NoReturn
 
@@ -115,6 +115,11 @@ class Supervisor:
         self.error: BaseException | None = None  # from on_line
         self.kill_timer = trio.CancelScope()  # its deadline is the grace period after abort()
         self.grace_scope: trio.CancelScope | None = None
+        # The stop tasks (send_term, watch_hard) start only when a stop is wanted: most calls
+        # never stop anything, and two tasks per call are a good part of its fixed cost.
+        self.nursery: trio.Nursery | None = None  # supervise's, while it takes new tasks
+        self.hard_wanted = False  # hard is done, or the kill timer has a deadline
+        self.started: set[Callable[[], Awaitable[None]]] = set()
 
     async def supervise(
         self, tails: Sequence[tuple[trio.abc.ReceiveStream | None, Tail]], finished: trio.Event
@@ -123,6 +128,7 @@ class Supervisor:
         with trio.CancelScope(shield=True):
             try:
                 async with trio.open_nursery() as nursery:
+                    self.nursery = nursery
                     for stream, tail in tails:
                         if stream is not None:
                             self.open_pipes += 1
@@ -132,11 +138,8 @@ class Supervisor:
                     # Callbacks, not tasks waiting on ``done``: stopping hundreds of calls at
                     # once then wakes no task per call in the batch that cancels them.
                     watches.append(after_func(self.limits.soft, self.on_soft_done))
-                    watches.append(after_func(self.hard, self.kill_timer.cancel))
-                    nursery.start_soon(self.send_term)
-                    nursery.start_soon(self.watch_hard)
-                    if self.channel is not None:
-                        nursery.start_soon(self.channel.watch)
+                    watches.append(after_func(self.hard, self.on_hard_done))
+                    self.start_stop_tasks()  # the calling task may have aborted already
                     if self.limits.max_rss is not None:
                         nursery.start_soon(self.watch_memory, self.limits.max_rss)
                     await self.proc.wait()
@@ -144,6 +147,7 @@ class Supervisor:
                     await self.after_leader()
                     nursery.cancel_scope.cancel()
             finally:
+                self.nursery = None
                 for unwatch in watches:
                     unwatch()
                 await self.reap()
@@ -173,6 +177,21 @@ class Supervisor:
                 self.error = exc
                 self.kill()
 
+    def start_stop_tasks(self) -> None:
+        """Start :meth:`send_term` once a stop is wanted and :meth:`watch_hard` once ``hard``
+        is done or the kill timer has a deadline, each at most once, while the supervision's
+        nursery takes tasks (it starts them itself if asked before it runs). Idempotent."""
+        nursery = self.nursery
+        if nursery is None:
+            return
+        for wanted, task in (
+            (self.term_wanted.is_set(), self.send_term),
+            (self.hard_wanted, self.watch_hard),
+        ):
+            if wanted and task not in self.started:
+                self.started.add(task)
+                nursery.start_soon(task)
+
     def stop(self) -> None:
         """Ask for the term signal (sent once, by :meth:`send_term`); count it as a stop if
         the leader still runs."""
@@ -180,6 +199,12 @@ class Supervisor:
             self.stopping = True
             self.stop_at = trio.current_time()
         self.term_wanted.set()
+        self.start_stop_tasks()
+
+    def on_hard_done(self) -> None:
+        self.hard_wanted = True
+        self.kill_timer.cancel()
+        self.start_stop_tasks()
 
     async def send_term(self) -> None:
         await self.term_wanted.wait()
@@ -211,8 +236,9 @@ class Supervisor:
     def abort(self) -> None:
         """The calling task was cancelled, or a limit passed: stop, and SIGKILL after
         ``grace`` at the latest."""
-        self.stop()
         self.kill_timer.deadline = min(self.kill_timer.deadline, trio.current_time() + self.grace)
+        self.hard_wanted = True
+        self.stop()
 
     def on_soft_done(self) -> None:
         soft = self.limits.soft
@@ -300,7 +326,9 @@ class Supervisor:
                 await self.tree_gone()
         self.reaped = True
         for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
+            if isinstance(stream, trio.lowlevel.FdStream):
+                stream.close()  # what aclose() does, without its checkpoint
+            elif stream is not None:
                 await stream.aclose()
 
     def outcome(self) -> Outcome:

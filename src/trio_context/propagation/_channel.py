@@ -50,8 +50,10 @@ _MAX_LINE: Final = 4096
 class CancelChannel:
     """The parent's end of one child's cancel channel. Made before the child is spawned; hand
     :attr:`child_fds` to the child (``pass_fds``) and :meth:`environ` to its environment, call
-    :meth:`spawned` once it runs, run :meth:`watch` in a task, :meth:`notify` when the context
-    ends, and :meth:`close` when the child is gone. Trio thread only::
+    :meth:`spawned` once it runs, :meth:`notify` when the context ends, and :meth:`close` when
+    the child is gone. :meth:`notify` reads the child's lines itself; run :meth:`watch` in a
+    task only to learn at once when the child listens (:meth:`wait_listening`). Trio thread
+    only::
 
         channel = CancelChannel()
         proc = await trio.lowlevel.open_process(
@@ -69,6 +71,8 @@ class CancelChannel:
         self._listening = trio.Event()
         self._acked: trio.Event | None = None
         self._sending = trio.Lock()
+        self._buffer = b""  # the start of a line from the child
+        self._watching = False  # a task runs watch(): notify() leaves the reading to it
 
     @property
     def child_fds(self) -> tuple[int, ...]:
@@ -99,23 +103,46 @@ class CancelChannel:
         await self._listening.wait()
 
     async def watch(self) -> None:
-        """Read the child's ``listening`` and ``ack`` lines until it closes its end."""
-        buffer = b""
+        """Read the child's ``listening`` and ``ack`` lines until it closes its end. Optional
+        (see the class); at most one task may run it."""
+        self._watching = True
+        while await self._receive():
+            pass
+
+    async def _receive(self) -> bool:
+        """Wait for data from the child and take its lines; False at its end (or ours)."""
+        try:
+            data = await self._recv.receive_some(1024)
+        except (
+            OSError,
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            trio.BusyResourceError,
+        ):
+            return False
+        self._take(data)
+        return bool(data)
+
+    def _drain(self) -> None:
+        """Take the lines the child has written so far, without waiting."""
         while True:
             try:
-                data = await self._recv.receive_some(1024)
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                data = os.read(self._recv.fileno(), 1024)
+            except (OSError, ValueError):  # nothing more now (non-blocking), or closed
                 return
+            self._take(data)
             if not data:
                 return
-            buffer = (buffer + data)[-_MAX_LINE:]
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                word = line.strip()
-                if word == b"listening":
-                    self._listening.set()
-                elif word == b"ack" and self._acked is not None:
-                    self._acked.set()
+
+    def _take(self, data: bytes) -> None:
+        self._buffer = (self._buffer + data)[-_MAX_LINE:]
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            word = line.strip()
+            if word == b"listening":
+                self._listening.set()
+            elif word == b"ack" and self._acked is not None:
+                self._acked.set()
 
     async def notify(self, cause: RemoteCause, *, wait: float) -> bool:
         """Send ``cause`` to the child; if it listens, wait up to ``wait`` seconds for its
@@ -126,6 +153,14 @@ class CancelChannel:
                 await self._send.send_all(cause.to_line().encode())
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                 return False  # the child is gone or closed its end
+        if not self._watching:
+            self._drain()
+            if not self.listening or wait <= 0:
+                return False
+            with trio.move_on_after(wait):
+                while not acked.is_set() and await self._receive():
+                    pass
+            return acked.is_set()
         if not self.listening and wait > 0 and _readable(self._recv.fileno()):
             # A "listening" line the watch task has not read yet: let it.
             with trio.move_on_after(wait):
