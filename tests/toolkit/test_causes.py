@@ -326,6 +326,47 @@ async def test_propagate_cause_false_keeps_the_channel_out() -> None:
     assert result.stdout.strip() == b"none"
 
 
+async def test_run_process_hears_a_shell_childs_ack_without_a_watch_task() -> None:
+    # The channel is read when the stop comes, not by a task per call: a "listening" written
+    # long before, and an "ack" written after the line arrives, are both heard.
+    ctx = tc.with_cancel(tc.background())
+    script = (
+        "echo listening > /dev/fd/$TRIO_CONTEXT_CANCEL_ACK_FD; echo ready; "
+        "trap 'echo TERM' TERM; read -r v mode rest < /dev/fd/$TRIO_CONTEXT_CANCEL_FD; "
+        'echo "got $mode"; echo ack > /dev/fd/$TRIO_CONTEXT_CANCEL_ACK_FD; '
+        # An unheard ack means a term signal a second later (the longest ack wait): stay on.
+        "sleep 1.5; echo done"
+    )
+    lines: list[str] = []
+
+    def on_line(stream: str, line: str) -> None:
+        lines.append(line)
+        if line == "ready":
+            ctx.cancel()
+
+    result = await tc.run_process(ctx, ["/bin/sh", "-c", script], grace=20, on_line=on_line)
+    assert lines == ["ready", "got graceful", "done"]  # no "TERM"
+    assert result.outcome == "cancelled" and result.returncode == 0 and not result.killed
+
+
+async def test_a_child_flooding_its_ack_pipe_is_still_stopped() -> None:
+    # Hostile: endless writes on the ack pipe, SIGTERM ignored. The stop reads at most a few
+    # pipes' worth of it, then the term signal and, after the grace, SIGKILL end the child.
+    ctx = tc.with_cancel(tc.background())
+    script = (
+        "trap '' TERM; echo ready; "
+        "while :; do echo listening; done > /dev/fd/$TRIO_CONTEXT_CANCEL_ACK_FD"
+    )
+
+    def on_line(stream: str, line: str) -> None:
+        if line == "ready":
+            ctx.cancel()
+
+    with trio.fail_after(20):
+        result = await tc.run_process(ctx, ["/bin/sh", "-c", script], grace=0.5, on_line=on_line)
+    assert result.outcome == "cancelled" and result.killed
+
+
 # -- over HTTP ----------------------------------------------------------------------------------
 
 httpx = pytest.importorskip("httpx")

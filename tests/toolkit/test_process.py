@@ -99,6 +99,26 @@ async def test_shell_env_and_cwd(ctx: tc.CancelContext, tmp_path: Path) -> None:
     assert isinstance(result.args, str) and result.args.startswith('echo "$GREETING')
 
 
+async def test_every_call_sees_os_environ_as_it_is_then(ctx: tc.CancelContext) -> None:
+    # The base environment is cached between calls: a change to os.environ must still reach
+    # the next child, with or without an ``env`` of the call's own.
+    show = 'echo "${TC_TEST_CHANGING:-unset}"'
+    assert (await run_process(ctx, show, shell=True)).stdout == b"unset\n"
+    os.environ["TC_TEST_CHANGING"] = "one"
+    try:
+        assert (await run_process(ctx, show, shell=True)).stdout == b"one\n"
+        os.environ["TC_TEST_CHANGING"] = "two"
+        with_env = await run_process(ctx, show, shell=True, env={"OTHER": "x"})
+        assert with_env.stdout == b"two\n"
+        bare = await run_process(
+            ctx, show, shell=True, propagate_deadline=False, propagate_cause=False
+        )
+        assert bare.stdout == b"two\n"  # nothing to change: the child inherits os.environ
+    finally:
+        del os.environ["TC_TEST_CHANGING"]
+    assert (await run_process(ctx, show, shell=True, env={"OTHER": "x"})).stdout == b"unset\n"
+
+
 async def test_missing_executable_names_the_argument(ctx: tc.CancelContext) -> None:
     with pytest.raises(FileNotFoundError, match=r"`command` not found.*no-such-program-xyz"):
         await run_process(ctx, ["no-such-program-xyz", "--help"])

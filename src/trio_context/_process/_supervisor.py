@@ -291,7 +291,8 @@ class Supervisor:
 
     async def settled(self) -> None:
         """Wait until the pipes are closed and no live process of the tree is left."""
-        await self.pipes_closed.wait()
+        if not self.pipes_closed.is_set():  # mostly they are: spare the checkpoint
+            await self.pipes_closed.wait()
         await self.tree_gone()
 
     async def after_leader(self) -> None:

@@ -45,6 +45,8 @@ CANCEL_FD_ENV_VAR: Final = "TRIO_CONTEXT_CANCEL_FD"
 #: The environment variable naming the pipe a child writes ``listening`` and ``ack`` to.
 CANCEL_ACK_FD_ENV_VAR: Final = "TRIO_CONTEXT_CANCEL_ACK_FD"
 _MAX_LINE: Final = 4096
+_DRAIN_CHUNK: Final = 1 << 16  # Linux's default pipe capacity...
+_DRAIN_READS: Final = 4  # ...a few times over
 
 
 class CancelChannel:
@@ -124,10 +126,11 @@ class CancelChannel:
         return bool(data)
 
     def _drain(self) -> None:
-        """Take the lines the child has written so far, without waiting."""
-        while True:
+        """Take the lines the child has written so far, without waiting (and without
+        following a child that writes without end: at most a pipe's worth)."""
+        for _ in range(_DRAIN_READS):
             try:
-                data = os.read(self._recv.fileno(), 1024)
+                data = os.read(self._recv.fileno(), _DRAIN_CHUNK)
             except (OSError, ValueError):  # nothing more now (non-blocking), or closed
                 return
             self._take(data)
