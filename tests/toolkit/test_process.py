@@ -341,6 +341,32 @@ async def test_hard_context_kills_at_once(ctx: tc.CancelContext) -> None:
     assert_nothing_left(result)
 
 
+async def test_a_forced_stop_recorded_above_ctx_kills_at_once(ctx: tc.CancelContext) -> None:
+    # The default hard context is made only when needed: a forced stop (the hard context
+    # recorded above ``ctx``, e.g. the second Ctrl-C) must still kill at once, even while
+    # ``ctx`` itself is not done.
+    job = tc.graceful(tc.with_cancel(ctx), 1000)
+    twin = tc.hard_context(job)
+    assert isinstance(twin, tc.CancelContext)
+    lines = Lines()
+    why = RuntimeError("second Ctrl-C")
+
+    async def force_when_ready() -> None:
+        await lines.wait_for("ready")
+        twin.cancel(why)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(force_when_ready)
+            result = await run_process(
+                job, ["sh", "-c", "echo ready; exec sleep 1000"], on_line=lines, grace=1000
+            )
+    assert job.err is None
+    assert result.outcome == "cancelled" and result.killed
+    assert result.signal == signal.SIGKILL and result.cause is why
+    assert_nothing_left(result)
+
+
 async def test_custom_term_signal(ctx: tc.CancelContext) -> None:
     job = tc.with_cancel(ctx)
     lines = Lines()

@@ -72,7 +72,6 @@ from .._core import (
     with_cancel,
     with_idle_timeout,
 )
-from .._stops import with_grace
 from ..propagation import (
     CANCEL_ACK_FD_ENV_VAR,
     CANCEL_FD_ENV_VAR,
@@ -226,15 +225,13 @@ async def run_process(
     check_env(env)
     ctx.check()
 
-    own_hard: CancelContext | None = None
-    if hard is None:
-        hard = own_hard = with_grace(ctx, grace)
     pipe = subprocess.PIPE if capture or on_line is not None else None
     out = Tail("stdout", max_output, capture, on_line)
     err = Tail("stderr", max_output, capture, on_line)
     started = trio.current_time()
     limits: Limits | None = None
     tree: Tree | None = None
+    run: Supervisor | None = None
     channel: CancelChannel | None = None
     try:
         # One copy of the environment, whatever changes: the deadline (and no inherited
@@ -285,8 +282,8 @@ async def run_process(
             channel.close()
         if tree is not None:
             tree.close()
-        if own_hard is not None:
-            own_hard.cancel()  # releases its watch on ctx
+        if run is not None:
+            run.release()  # the default hard context, if made: releases its watch on ctx
         if limits is not None:
             limits.close()  # releases the limit contexts (and the idle timer)
     if run.error is not None:

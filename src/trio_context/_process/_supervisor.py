@@ -10,6 +10,7 @@ the kill timer and :meth:`Supervisor.abort` end it early. Every signal goes to t
 
 from __future__ import annotations
 
+import math
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from signal import Signals
@@ -17,7 +18,8 @@ from typing import Final, Literal, NoReturn
 
 import trio
 
-from .._core import CancelContext, Context, DeadlineExceeded, after_func
+from .._core import CancelContext, Context, DeadlineExceeded, after_func, hard_context
+from .._stops import with_grace
 from ..propagation import CancelChannel, RemoteCause
 from ._descendants import Tree
 from ._memory import MemoryExceeded
@@ -76,6 +78,10 @@ class Supervisor:
     When ``limits.soft`` ends by a limit of its own (idle, memory) before the leader exits, the
     tree is stopped as by :meth:`abort`: the term signal, then SIGKILL after ``grace`` at the
     latest, whatever ``hard`` is.
+
+    ``hard=None`` stands for ``with_grace(ctx, grace)``, made only once ``ctx`` (or the hard
+    context recorded above it) is done: most calls end without either, and the context, its
+    three links and its release cost more than the rest of the bookkeeping.
     """
 
     def __init__(
@@ -83,7 +89,7 @@ class Supervisor:
         proc: trio.Process,
         tree: Tree,
         ctx: Context,
-        hard: Context,
+        hard: Context | None,
         term_signal: int,
         grace: float,
         drain_timeout: float,
@@ -96,6 +102,9 @@ class Supervisor:
         self.pgid = proc.pid  # start_new_session: the leader's pid is the group's id
         self.ctx = ctx
         self.hard = hard
+        self.own_hard: CancelContext | None = None  # made by make_hard() when hard is None
+        self.watches: list[Callable[[], bool]] = []  # after_func registrations to stop
+        self.closed = False  # supervision over: no new hard context
         self.limits = limits
         self.limit_cause: BaseException | None = None  # a limit stopped it before the leader exited
         self.term_signal = term_signal
@@ -124,7 +133,7 @@ class Supervisor:
     async def supervise(
         self, tails: Sequence[tuple[trio.abc.ReceiveStream | None, Tail]], finished: trio.Event
     ) -> None:
-        watches: list[Callable[[], bool]] = []
+        watches = self.watches
         with trio.CancelScope(shield=True):
             try:
                 async with trio.open_nursery() as nursery:
@@ -138,7 +147,13 @@ class Supervisor:
                     # Callbacks, not tasks waiting on ``done``: stopping hundreds of calls at
                     # once then wakes no task per call in the batch that cancels them.
                     watches.append(after_func(self.limits.soft, self.on_soft_done))
-                    watches.append(after_func(self.hard, self.on_hard_done))
+                    if self.hard is not None:
+                        watches.append(after_func(self.hard, self.on_hard_done))
+                    else:
+                        watches.append(after_func(self.ctx, self.make_hard))
+                        twin = hard_context(self.ctx)
+                        if twin is not None:  # a forced stop ends the grace at once
+                            watches.append(after_func(twin, self.make_hard))
                     self.start_stop_tasks()  # the calling task may have aborted already
                     if self.limits.max_rss is not None:
                         nursery.start_soon(self.watch_memory, self.limits.max_rss)
@@ -148,6 +163,7 @@ class Supervisor:
                     nursery.cancel_scope.cancel()
             finally:
                 self.nursery = None
+                self.closed = True
                 for unwatch in watches:
                     unwatch()
                 await self.reap()
@@ -201,6 +217,19 @@ class Supervisor:
         self.term_wanted.set()
         self.start_stop_tasks()
 
+    def make_hard(self) -> None:
+        """``ctx`` or its hard twin is done: make the default hard context, ``with_grace(ctx,
+        grace)`` (its grace starts now), and watch it. Once at most; not after the end."""
+        if self.hard is None and not self.closed:
+            self.hard = self.own_hard = with_grace(self.ctx, self.grace)
+            self.watches.append(after_func(self.hard, self.on_hard_done))
+
+    def release(self) -> None:
+        """Release the default hard context if one was made (its watch on ``ctx``). Idempotent."""
+        self.closed = True
+        if self.own_hard is not None:
+            self.own_hard.cancel()
+
     def on_hard_done(self) -> None:
         self.hard_wanted = True
         self.kill_timer.cancel()
@@ -220,11 +249,13 @@ class Supervisor:
         True when it acknowledged a graceful stop (wait: at most a second of its grace)."""
         if self.channel is None or self.leader_done or self.reaped:
             return False
-        grace = min(
-            self.grace, self.hard.remaining(), self.kill_timer.deadline - trio.current_time()
-        )
+        hard_left = math.inf if self.hard is None else self.hard.remaining()
+        grace = min(self.grace, hard_left, self.kill_timer.deadline - trio.current_time())
         grace = max(0.0, grace) if graceful else 0.0
-        ended = next((c for c in (self.limits.soft, self.hard) if c.err is not None), None)
+        ended = next(
+            (c for c in (self.limits.soft, self.hard) if c is not None and c.err is not None),
+            None,
+        )
         if ended is not None:
             cause = RemoteCause.of(ended.err, ended.cause, graceful=graceful, grace=grace)
         else:  # the calling task was cancelled: no context of ours says why
@@ -336,7 +367,7 @@ class Supervisor:
         if self.limit_cause is not None:
             return "idle" if self.limit_cause is self.limits.idle_cause else "memory"
         if self.stopping or self.forced:
-            err = self.ctx.err if self.ctx.err is not None else self.hard.err
+            err = self.ctx.err if self.ctx.err is not None or self.hard is None else self.hard.err
             return "timed_out" if isinstance(err, DeadlineExceeded) else "cancelled"
         return "exited"
 
@@ -346,7 +377,9 @@ class Supervisor:
             return None
         if self.limit_cause is not None:
             return self.limit_cause
-        return self.ctx.cause if self.ctx.err is not None else self.hard.cause
+        if self.ctx.err is not None or self.hard is None:
+            return self.ctx.cause
+        return self.hard.cause
 
 
 def raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:
