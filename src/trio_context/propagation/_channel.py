@@ -68,8 +68,13 @@ class CancelChannel:
         lines_r, lines_w = os.pipe()  # parent -> child
         acks_r, acks_w = os.pipe()  # child -> parent
         self._child: tuple[int, int] | None = (lines_r, acks_w)
-        self._send = trio.lowlevel.FdStream(lines_w)
-        self._recv = trio.lowlevel.FdStream(acks_r)
+        # Plain non-blocking descriptors rather than trio streams: most channels are never
+        # written to nor waited on, and a stream costs more to make and to close.
+        os.set_blocking(lines_w, False)
+        os.set_blocking(acks_r, False)
+        self._send_fd: int | None = lines_w
+        self._recv_fd: int | None = acks_r
+        self._waited = False  # trio's I/O manager has seen our descriptors: tell it on close
         self._listening = trio.Event()
         self._acked: trio.Event | None = None
         self._sending = trio.Lock()
@@ -113,25 +118,49 @@ class CancelChannel:
 
     async def _receive(self) -> bool:
         """Wait for data from the child and take its lines; False at its end (or ours)."""
-        try:
-            data = await self._recv.receive_some(1024)
-        except (
-            OSError,
-            trio.BrokenResourceError,
-            trio.ClosedResourceError,
-            trio.BusyResourceError,
-        ):
-            return False
-        self._take(data)
-        return bool(data)
+        while (fd := self._recv_fd) is not None:
+            try:
+                data = os.read(fd, 1024)
+            except BlockingIOError:
+                self._waited = True
+                try:
+                    await trio.lowlevel.wait_readable(fd)
+                except (trio.ClosedResourceError, trio.BusyResourceError):
+                    return False
+                continue
+            except OSError:
+                return False
+            self._take(data)
+            return bool(data)
+        return False
+
+    async def _write(self, data: bytes) -> bool:
+        """Write ``data`` to the child; False when it (or this end) is closed."""
+        while data:
+            fd = self._send_fd
+            if fd is None:
+                return False
+            try:
+                data = data[os.write(fd, data) :]
+            except BlockingIOError:
+                self._waited = True
+                try:
+                    await trio.lowlevel.wait_writable(fd)
+                except (trio.ClosedResourceError, trio.BusyResourceError):
+                    return False
+            except OSError:  # EPIPE: the child is gone or closed its end
+                return False
+        return True
 
     def _drain(self) -> None:
         """Take the lines the child has written so far, without waiting (and without
         following a child that writes without end: at most a pipe's worth)."""
         for _ in range(_DRAIN_READS):
+            if self._recv_fd is None:
+                return
             try:
-                data = os.read(self._recv.fileno(), _DRAIN_CHUNK)
-            except (OSError, ValueError):  # nothing more now (non-blocking), or closed
+                data = os.read(self._recv_fd, _DRAIN_CHUNK)
+            except OSError:  # nothing more now (non-blocking)
                 return
             self._take(data)
             if not data:
@@ -152,9 +181,7 @@ class CancelChannel:
         ``ack``. Returns True when the child acknowledged (so it needs no term signal)."""
         acked = self._acked = trio.Event()
         async with self._sending:  # a forced line may follow a graceful one at once
-            try:
-                await self._send.send_all(cause.to_line().encode())
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            if not await self._write(cause.to_line().encode()):
                 return False  # the child is gone or closed its end
         if not self._watching:
             self._drain()
@@ -164,7 +191,7 @@ class CancelChannel:
                 while not acked.is_set() and await self._receive():
                     pass
             return acked.is_set()
-        if not self.listening and wait > 0 and _readable(self._recv.fileno()):
+        if not self.listening and wait > 0 and _readable(self._recv_fd):
             # A "listening" line the watch task has not read yet: let it.
             with trio.move_on_after(wait):
                 await self._listening.wait()
@@ -177,12 +204,18 @@ class CancelChannel:
     def close(self) -> None:
         """Close the channel (the child sees end of file). Idempotent."""
         self.spawned()
-        self._send.close()
-        self._recv.close()
+        for fd in (self._send_fd, self._recv_fd):
+            if fd is not None:
+                if self._waited:
+                    trio.lowlevel.notify_closing(fd)  # wakes a waiter with ClosedResourceError
+                os.close(fd)
+        self._send_fd = self._recv_fd = None
 
 
-def _readable(fd: int) -> bool:
+def _readable(fd: int | None) -> bool:
     """Whether ``fd`` has data to read right now (never blocks)."""
+    if fd is None:
+        return False
     poller = select.poll()
     poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
