@@ -1,19 +1,29 @@
 """Stopping N processes at once: cost per process must stay flat in N.
 
-Run: ``python benchmarks/processes.py`` (10-20 seconds). For N = 10, 100, 300 it starts N
-``run_process`` calls (each ``sh -c 'echo r; exec sleep 1000'``), waits until all of them run,
-cancels their context, and measures the time until every call returned (wall clock), and the
-longest stall of the event loop meanwhile (a ticker task). The same is measured for bare trio
-(``trio.run_process`` in tasks cancelled by one scope). Reported: the stop time per process, its
-ratio to N = 10 (target: flat, ~1x) and to bare trio in the same run, and the longest stall
-(target: at most 50 ms for N = 300 on a quiet machine). Inside ``open_subreaper`` (Linux), as
-the CI runner and the job server run. Then the cost of ``max_rss`` sampling (CPU per sampled
-process, from this process's CPU time with and without sampling a tree of 21 processes every
-10 ms) and its detection latency (a child allocating 128 MiB under a 64 MiB limit).
+Run: ``python benchmarks/processes.py`` (20-30 seconds; ``--fixed``: the first part alone).
+For N = 10, 100, 300 it starts N ``run_process`` calls (each
+``sh -c 'echo r; exec sleep 1000'``), waits until all of them run, cancels their context, and
+measures the time until every call returned (wall clock), and the longest stall of the event
+loop meanwhile (a ticker task). The same is measured for bare trio (``trio.run_process`` in
+tasks cancelled by one scope). Reported: the stop time per process, its ratio to N = 10
+(target: flat, ~1x) and to bare trio in the same run, and the longest stall (target: at most
+50 ms for N = 300 on a quiet machine). Inside ``open_subreaper`` (Linux), as the CI runner and
+the job server run. Then the cost of ``max_rss`` sampling (CPU per sampled process, from this
+process's CPU time with and without sampling a tree of 21 processes every 10 ms) and its
+detection latency (a child allocating 128 MiB under a 64 MiB limit).
+
+First, the fixed cost of one call: CPU time of this process (all its threads, ``getrusage``)
+per call of ``true`` (one after the other, 200 at a time, interleaved rounds, best and median
+of 7) for ``tc.run_process`` (defaults: cancel channel, deadline propagation), bare
+``trio.run_process`` (pipes captured, new session, as ``run_process`` starts a process) and
+``subprocess.run`` (the same, blocking). The child's own CPU is not counted (``RUSAGE_SELF``).
 """
 
 from __future__ import annotations
 
+import resource
+import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -110,6 +120,70 @@ async def measure(
     return elapsed, ticker.longest
 
 
+FIXED_CALLS = 200
+FIXED_ROUNDS = 7
+
+
+def self_cpu() -> float:
+    """CPU seconds of this process so far (every thread: trio's spawning threads too)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def fixed_ours() -> None:
+    ctx = tc.background()
+    for _ in range(FIXED_CALLS):
+        await tc.run_process(ctx, ["true"])
+
+
+async def fixed_trio() -> None:
+    for _ in range(FIXED_CALLS):
+        await trio.run_process(
+            ["true"],
+            capture_stdout=True,
+            capture_stderr=True,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def fixed_subprocess() -> None:
+    for _ in range(FIXED_CALLS):
+        subprocess.run(
+            ["true"], capture_output=True, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+
+
+async def fixed_costs() -> None:
+    """Print the CPU per call of each way to run ``true``, and the ratios."""
+    ways: dict[str, Callable[[], Awaitable[None] | None]] = {
+        "tc.run_process": fixed_ours,
+        "trio.run_process": fixed_trio,
+        "subprocess.run": fixed_subprocess,  # blocks the loop: nothing else runs meanwhile
+    }
+    per_call: dict[str, list[float]] = {name: [] for name in ways}
+    await fixed_ours()  # warm-up: imports, caches, the thread pool
+    for _ in range(FIXED_ROUNDS):
+        for name, way in ways.items():
+            t0 = self_cpu()
+            pending = way()
+            if pending is not None:
+                await pending
+            per_call[name].append((self_cpu() - t0) / FIXED_CALLS)
+    best = {name: min(v) for name, v in per_call.items()}
+    median = {name: statistics.median(v) for name, v in per_call.items()}
+    print(
+        f"fixed cost of one call of `true` (this process's CPU per call, {FIXED_CALLS} calls "
+        f"in a row, best / median of {FIXED_ROUNDS} interleaved rounds):"
+    )
+    for name in ways:
+        print(
+            f"  {name:17}{best[name] * 1e6:6.0f} / {median[name] * 1e6:4.0f} us"
+            f"  = {best[name] / best['trio.run_process']:.2f}x trio.run_process, "
+            f"{best[name] / best['subprocess.run']:.2f}x subprocess.run (best)"
+        )
+
+
 TREE = "for i in $(seq {n}); do sleep 1000 & done; echo r; wait"
 ALLOCATE = "import time; print('allocating', flush=True); b = b'x' * (128 << 20); time.sleep(99)"
 
@@ -161,6 +235,9 @@ async def memory_budgets() -> None:
 
 
 async def main() -> None:
+    await fixed_costs()
+    if "--fixed" in sys.argv[1:]:
+        return
     async with AsyncExitStack() as stack:
         contained = await stack.enter_async_context(tc.open_subreaper())
         print(f"stopping N processes at once (subreaper: {contained}); best of {REPEATS}")
