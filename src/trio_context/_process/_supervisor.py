@@ -105,6 +105,7 @@ class Supervisor:
         self.own_hard: CancelContext | None = None  # made by make_hard() when hard is None
         self.watches: list[Callable[[], bool]] = []  # after_func registrations to stop
         self.closed = False  # supervision over: no new hard context
+        self.gone = False  # after the leader: no live process of the tree was found
         self.limits = limits
         self.limit_cause: BaseException | None = None  # a limit stopped it before the leader exited
         self.term_signal = term_signal
@@ -319,6 +320,7 @@ class Supervisor:
         while await self.tree.alive():
             await trio.sleep(pause)
             pause = min(pause * 2, _POLL_MAX)
+        self.gone = True
 
     async def settled(self) -> None:
         """Wait until the pipes are closed and no live process of the tree is left."""
@@ -335,6 +337,9 @@ class Supervisor:
                 await self.settled()
                 return
         else:
+            if self.pipes_closed.is_set() and not await self.tree.alive():
+                self.gone = True  # the usual end: nothing to wait for, no timer to set
+                return
             with trio.move_on_after(self.drain_timeout):
                 await self.settled()
                 return
@@ -351,7 +356,7 @@ class Supervisor:
         if self.proc.returncode is None:
             self.kill()
             await self.proc.wait()
-        if await self.tree.alive():
+        if not self.gone and await self.tree.alive():
             self.stragglers = self.stragglers or not self.stopping
             self.kill()
             with trio.move_on_after(max(self.drain_timeout, 1.0)):
