@@ -10,7 +10,7 @@ import errno
 import os
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from typing import Final, cast
 
 MAX_LINE: Final = 1 << 16  # longer lines reach on_line in pieces
 
@@ -101,9 +101,10 @@ _snapshot: tuple[dict[bytes, bytes], dict[str, str]] | None = None
 def _environ_copy() -> dict[str, str]:
     """A fresh copy of ``os.environ`` (decoded once for as long as it does not change)."""
     global _snapshot
-    raw = getattr(os.environ, "_data", None)  # CPython's mapping behind os.environ
-    if not isinstance(raw, dict):  # pragma: no cover - another implementation
+    data: object = getattr(os.environ, "_data", None)  # CPython's mapping behind os.environ
+    if not isinstance(data, dict):  # pragma: no cover - another implementation
         return dict(os.environ)
+    raw = cast(dict[bytes, bytes], data)
     snapshot = _snapshot
     if snapshot is None or snapshot[0] != raw:
         snapshot = _snapshot = (raw.copy(), dict(os.environ))

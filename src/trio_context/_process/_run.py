@@ -286,6 +286,7 @@ async def run_process(
             run.release()  # the default hard context, if made: releases its watch on ctx
         if limits is not None:
             limits.close()  # releases the limit contexts (and the idle timer)
+    assert run is not None  # set, or the try block raised
     if run.error is not None:
         raise run.error
 
