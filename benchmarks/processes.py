@@ -87,10 +87,10 @@ async def stop_trio(n: int) -> tuple[float, float]:
             proc = await trio.lowlevel.open_process(COMMAND, stdout=-1, start_new_session=True)
             procs.append(proc)
             assert proc.stdout is not None
-            await proc.stdout.receive_some(16)
-            if len(procs) == n:
-                all_started.set()
-            try:
+            try:  # the stop may come while this one's "r" is still on its way: stop it too
+                await proc.stdout.receive_some(16)
+                if len(procs) == n:
+                    all_started.set()
                 await proc.wait()
             finally:
                 with trio.CancelScope(shield=True):
