@@ -367,6 +367,27 @@ async def test_a_forced_stop_recorded_above_ctx_kills_at_once(ctx: tc.CancelCont
     assert_nothing_left(result)
 
 
+async def test_an_outer_budget_caps_the_default_grace(ctx: tc.CancelContext) -> None:
+    # No hard context is made per call: the kill timer takes the grace, capped by what the
+    # hard stop recorded above ``ctx`` leaves (here 0.2 s of the job's budget, not 1000 s).
+    root = tc.with_cancel(ctx)
+    job = tc.graceful(root, 0.2)
+    lines = Lines()
+
+    async def stop_when_ready() -> None:
+        await lines.wait_for("ready")
+        root.cancel()
+
+    command = ["sh", "-c", "trap '' TERM; echo ready; while :; do sleep 1; done"]
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stop_when_ready)
+            result = await run_process(job, command, on_line=lines, grace=1000)
+    assert result.outcome == "cancelled" and result.killed
+    assert result.stop_duration is not None and result.stop_duration < 10
+    assert_nothing_left(result)
+
+
 async def test_custom_term_signal(ctx: tc.CancelContext) -> None:
     job = tc.with_cancel(ctx)
     lines = Lines()

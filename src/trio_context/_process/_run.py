@@ -282,8 +282,6 @@ async def run_process(
             channel.close()
         if tree is not None:
             tree.close()
-        if run is not None:
-            run.release()  # the default hard context, if made: releases its watch on ctx
         if limits is not None:
             limits.close()  # releases the limit contexts (and the idle timer)
     assert run is not None  # set, or the try block raised

@@ -19,7 +19,6 @@ from typing import Final, Literal, NoReturn
 import trio
 
 from .._core import CancelContext, Context, DeadlineExceeded, after_func, hard_context
-from .._stops import with_grace
 from ..propagation import CancelChannel, RemoteCause
 from ._descendants import Tree
 from ._memory import MemoryExceeded
@@ -79,9 +78,11 @@ class Supervisor:
     tree is stopped as by :meth:`abort`: the term signal, then SIGKILL after ``grace`` at the
     latest, whatever ``hard`` is.
 
-    ``hard=None`` stands for ``with_grace(ctx, grace)``, made only once ``ctx`` (or the hard
-    context recorded above it) is done: most calls end without either, and the context, its
-    three links and its release cost more than the rest of the bookkeeping.
+    ``hard=None`` means what ``with_grace(ctx, grace)`` would do, without making that context:
+    once ``ctx`` is done the kill timer gets a deadline ``grace`` seconds later (capped by what
+    the hard context recorded above ``ctx`` has left), and that hard context ending kills at
+    once. A context per call (and its links) costs more than the rest of the bookkeeping, and
+    made at the stop it would lengthen the run loop's batch when hundreds stop at once.
     """
 
     def __init__(
@@ -102,9 +103,7 @@ class Supervisor:
         self.pgid = proc.pid  # start_new_session: the leader's pid is the group's id
         self.ctx = ctx
         self.hard = hard
-        self.own_hard: CancelContext | None = None  # made by make_hard() when hard is None
-        self.watches: list[Callable[[], bool]] = []  # after_func registrations to stop
-        self.closed = False  # supervision over: no new hard context
+        self.twin = hard_context(ctx) if hard is None else None  # ends the default grace
         self.gone = False  # after the leader: no live process of the tree was found
         self.limits = limits
         self.limit_cause: BaseException | None = None  # a limit stopped it before the leader exited
@@ -134,7 +133,7 @@ class Supervisor:
     async def supervise(
         self, tails: Sequence[tuple[trio.abc.ReceiveStream | None, Tail]], finished: trio.Event
     ) -> None:
-        watches = self.watches
+        watches: list[Callable[[], bool]] = []
         with trio.CancelScope(shield=True):
             try:
                 async with trio.open_nursery() as nursery:
@@ -151,10 +150,9 @@ class Supervisor:
                     if self.hard is not None:
                         watches.append(after_func(self.hard, self.on_hard_done))
                     else:
-                        watches.append(after_func(self.ctx, self.make_hard))
-                        twin = hard_context(self.ctx)
-                        if twin is not None:  # a forced stop ends the grace at once
-                            watches.append(after_func(twin, self.make_hard))
+                        watches.append(after_func(self.ctx, self.start_grace))
+                        if self.twin is not None:  # a forced stop ends the grace at once
+                            watches.append(after_func(self.twin, self.on_hard_done))
                     self.start_stop_tasks()  # the calling task may have aborted already
                     if self.limits.max_rss is not None:
                         nursery.start_soon(self.watch_memory, self.limits.max_rss)
@@ -164,7 +162,6 @@ class Supervisor:
                     nursery.cancel_scope.cancel()
             finally:
                 self.nursery = None
-                self.closed = True
                 for unwatch in watches:
                     unwatch()
                 await self.reap()
@@ -218,18 +215,13 @@ class Supervisor:
         self.term_wanted.set()
         self.start_stop_tasks()
 
-    def make_hard(self) -> None:
-        """``ctx`` or its hard twin is done: make the default hard context, ``with_grace(ctx,
-        grace)`` (its grace starts now), and watch it. Once at most; not after the end."""
-        if self.hard is None and not self.closed:
-            self.hard = self.own_hard = with_grace(self.ctx, self.grace)
-            self.watches.append(after_func(self.hard, self.on_hard_done))
-
-    def release(self) -> None:
-        """Release the default hard context if one was made (its watch on ``ctx``). Idempotent."""
-        self.closed = True
-        if self.own_hard is not None:
-            self.own_hard.cancel()
+    def start_grace(self) -> None:
+        """``ctx`` is done (no ``hard`` given): SIGKILL ``grace`` seconds from now, or when
+        the hard context recorded above ``ctx`` has no more time left, if that is sooner."""
+        left = self.grace if self.twin is None else min(self.grace, self.twin.remaining())
+        self.kill_timer.deadline = min(self.kill_timer.deadline, trio.current_time() + left)
+        self.hard_wanted = True
+        self.start_stop_tasks()
 
     def on_hard_done(self) -> None:
         self.hard_wanted = True
@@ -253,9 +245,9 @@ class Supervisor:
         hard_left = math.inf if self.hard is None else self.hard.remaining()
         grace = min(self.grace, hard_left, self.kill_timer.deadline - trio.current_time())
         grace = max(0.0, grace) if graceful else 0.0
+        hard = self.hard if self.hard is not None else self.twin
         ended = next(
-            (c for c in (self.limits.soft, self.hard) if c is not None and c.err is not None),
-            None,
+            (c for c in (self.limits.soft, hard) if c is not None and c.err is not None), None
         )
         if ended is not None:
             cause = RemoteCause.of(ended.err, ended.cause, graceful=graceful, grace=grace)
@@ -372,6 +364,7 @@ class Supervisor:
         if self.limit_cause is not None:
             return "idle" if self.limit_cause is self.limits.idle_cause else "memory"
         if self.stopping or self.forced:
+            # Without ``hard``, a stop with ``ctx`` not done was forced: "cancelled".
             err = self.ctx.err if self.ctx.err is not None or self.hard is None else self.hard.err
             return "timed_out" if isinstance(err, DeadlineExceeded) else "cancelled"
         return "exited"
@@ -382,9 +375,10 @@ class Supervisor:
             return None
         if self.limit_cause is not None:
             return self.limit_cause
-        if self.ctx.err is not None or self.hard is None:
+        hard = self.hard if self.hard is not None else self.twin
+        if self.ctx.err is not None or hard is None:
             return self.ctx.cause
-        return self.hard.cause
+        return hard.cause
 
 
 def raise_single(group: BaseExceptionGroup[BaseException]) -> NoReturn:
