@@ -14,7 +14,7 @@ from typing import TypeVar, cast
 import trio
 
 from ._core import Context, logger
-from ._group import TaskGroup, check_afn, open_group
+from ._group import TaskGroup, check_afn, coroutine_of, open_group
 
 __all__ = ["race"]
 
@@ -49,9 +49,9 @@ async def race(ctx: Context, *afns: Callable[[], Awaitable[T]]) -> T:
     won: list[tuple[T]] = []
     failed: list[BaseException] = []
 
-    async def racer(group: TaskGroup, afn: Callable[[], Awaitable[T]]) -> None:
+    async def racer(group: TaskGroup, afn: Callable[[], Awaitable[T]], i: int) -> None:
         try:
-            value = await afn()
+            value = await coroutine_of(afn, (), name=f"afns[{i}]")
         except BaseException as exc:
             if isinstance(exc, trio.Cancelled) or group._outcome.is_own(exc) or _has_cancelled(exc):
                 raise
@@ -68,10 +68,17 @@ async def race(ctx: Context, *afns: Callable[[], Awaitable[T]]) -> T:
             group.cancel()
 
     async with open_group(ctx) as group:
-        for afn in afns:
-            group.start_soon(racer, group, afn, name=afn)
+        if ctx.err is not None:
+            await trio.lowlevel.checkpoint()  # the group scope is born cancelled: raises err
+        for i, afn in enumerate(afns):
+            group.start_soon(racer, group, afn, i, name=afn)
     if failed:
-        raise failed[0]
+        # Not raised from the list: its traceback would hold this frame, and the frame the list.
+        error = failed.pop()
+        try:
+            raise error
+        finally:
+            del error
     if won:
         return won[0][0]
     group.context.check()  # pragma: no cover - a done ctx raised from the group above

@@ -8,7 +8,9 @@ Rules for callers:
   enforces the end (``run_process`` sends its term signal on soft and SIGKILL on hard).
 - ``finally:`` work (upload logs, release a lock, the CI ``after_script``) must not run under the
   cancelled context, or it is cancelled before it starts. Run it under
-  ``cleanup(ctx, seconds)``: same values, ``ctx``'s cancellation ignored, its own deadline::
+  ``cleanup(ctx, seconds)``: same values, ``ctx``'s cancellation ignored, its own deadline.
+  Binding it shields the body from the enclosing cancellation for that budget (trio's
+  ``CancelScope(shield=True)``), so it works in a ``finally:`` inside the cancelled block::
 
       try:
           await build(ctx)
@@ -39,6 +41,7 @@ from ._core import (
     check_seconds,
     clock_for,
     hard_context,
+    set_shield,
     with_cancel,
     with_value,
     without_cancel,
@@ -88,15 +91,17 @@ def with_grace(soft: Context, seconds: float) -> CancelContext:
     grace = check_seconds(seconds, "seconds")
     clock_for("with_grace()")
     hard = _detached(soft)
+    # Bound, a hard twin does not shield its body as a cleanup context does: it has no budget
+    # of its own until soft ends, so a shield could hold off an unrelated cancellation forever.
+    set_shield(hard, shield=False)
 
     def start_grace() -> None:
         # An outer budget (a hard stop recorded above ``soft``) caps this grace period: the
         # link in _detached() would end ``hard`` with it anyway; the deadline says so now.
+        # A zero grace too ends by its deadline (DeadlineExceeded), like any other.
         twin = hard_context(soft)
         left = grace if twin is None else min(grace, twin.remaining())
-        if left == 0:
-            hard.cancel(soft.cause)
-        elif left != math.inf:
+        if left != math.inf:
             hard.cancel_after(left, cause=soft.cause)
 
     after_func(hard, after_func(soft, start_grace))
@@ -107,8 +112,11 @@ def cleanup(ctx: Context, timeout: float) -> CancelContext:
     """Return a context for ``finally:`` work: ``ctx``'s values, none of its cancellation, and
     its own deadline ``timeout`` seconds from now (it ends with :class:`DeadlineExceeded`).
 
-    A forced stop (the hard context of :func:`open_signal_context`) still ends it at once, so
-    a second Ctrl-C cuts cleanup short. ``math.inf`` means no deadline of its own. Each call
+    Binding it (``with``, ``scope()``) shields the body from any enclosing trio cancellation
+    for at most ``timeout`` seconds, as ``trio.move_on_after(timeout, shield=True)`` would, so
+    it runs in a ``finally:`` inside the block that was cancelled. A forced stop (the hard
+    context of :func:`open_signal_context`) still ends it at once, so a second Ctrl-C cuts
+    cleanup short. ``math.inf`` means no deadline of its own. Each call
     makes a new context; call it in the trio thread::
 
         with tc.cleanup(ctx, 10) as cctx:

@@ -38,14 +38,17 @@ async def test_scope_raises_err_chained_from_cause_when_ctx_interrupts() -> None
     assert type(info.value) is type(ctx.err)
 
 
-async def test_scope_without_cause_does_not_chain_the_trio_cancelled() -> None:
+async def test_scope_without_cause_keeps_the_interrupted_body_as_context() -> None:
+    # As trio.fail_after and asyncio.timeout: the body's trio.Cancelled (with the line where
+    # the body was interrupted) is printed above the error.
     ctx = tc.with_cancel(tc.background())
     with pytest.raises(tc.ContextCancelled) as info:
         with ctx.scope():
             ctx.cancel()
             await trio.sleep_forever()
     assert info.value.__cause__ is None
-    assert info.value.__suppress_context__
+    assert not info.value.__suppress_context__
+    assert isinstance(info.value.__context__, trio.Cancelled)
 
 
 async def test_scope_deadline_raises_deadline_exceeded(

@@ -71,6 +71,7 @@ async def test_with_grace_zero_follows_soft_at_once(
     await hard.done.wait()
     assert trio.current_time() == start
     assert hard.cause is why
+    assert isinstance(hard.err, tc.DeadlineExceeded)  # like any other grace, not cancelled
 
 
 async def test_with_grace_already_done_soft(

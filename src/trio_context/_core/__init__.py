@@ -34,7 +34,14 @@ from ._context import Context, background, check_parent, current, todo
 from ._errors import ContextCancelled, ContextError, DeadlineExceeded
 from ._hard import HARD_KEY, hard_context
 from ._idle import IdleContext, IdleTimeout, with_idle_timeout
-from ._inspect import bound_scopes, canceller_of, label_of, label_parts, parent_of
+from ._inspect import (
+    bound_scopes,
+    canceller_of,
+    label_of,
+    label_parts,
+    parent_of,
+    set_shield,
+)
 from ._scope import Done, ScopeTie
 from ._timers import Timed
 
@@ -68,6 +75,7 @@ __all__ = [
     "logger",
     "on_done",
     "parent_of",
+    "set_shield",
     "todo",
     "with_cancel",
     "with_deadline",

@@ -24,11 +24,12 @@ from ._common import (
     check_number,
     check_seconds,
     clock_for,
+    deadline_in,
 )
 from ._context import Context, child_refs, forget_child
 from ._errors import ContextCancelled, ContextError, DeadlineExceeded
-from ._scope import Bindable, _Binding, current_var
-from ._state import Origin
+from ._scope import Bindable, _Binding, _foreign_deadline, current_var
+from ._state import Origin, raise_fresh
 from ._timers import timers
 
 
@@ -47,11 +48,15 @@ class CancelContext(Context):
         "_deadline",
         "_deadline_owner",
         "_err",
+        "_follow",
         "_origin",
         "_scopes",
         "_token",
         "_with_binding",
     )
+
+    # True for contexts whose deadline moves (IdleContext): their children follow it.
+    _moves: bool = False
 
     _deadline: float  # own or inherited deadline; only ever moves earlier
     # The context whose expiry that deadline is; None: this one (or no deadline). Never the
@@ -64,8 +69,10 @@ class CancelContext(Context):
     _origin: Origin | None
     _scopes: dict[trio.CancelScope, trio.lowlevel.TrioToken] | None  # bound trio scopes
     _after: list[AfterFunc] | None
-    # A `with ctx:` block's trio scope, the run's token and the current() reset token.
-    _with_binding: tuple[trio.CancelScope, trio.lowlevel.TrioToken, Token[Bindable]] | None
+    # A `with ctx:` block's trio scope, the run's token and the current() reset token; None
+    # before the block, False after it (a context is entered once, like a trio CancelScope).
+    _with_binding: tuple[trio.CancelScope, trio.lowlevel.TrioToken, Token[Bindable]] | bool | None
+    _follow: CancelContext | None  # the nearest ancestor whose deadline moves (idle), if any
 
     def cancel(self, cause: BaseException | None = None) -> None:
         """Cancel the context: set ``err`` to :class:`ContextCancelled` (``cause`` or the err
@@ -81,9 +88,10 @@ class CancelContext(Context):
         if cause is not None:
             check_cause(cause)
         if self._err is None:
-            self._cancel(cause, sys._getframe(1))
+            # f_back, not _getframe(1): called from C (atexit, a raw thread) there is no caller.
+            self._cancel(cause, sys._getframe().f_back)
 
-    def _cancel(self, cause: BaseException | None, frame: FrameType) -> None:
+    def _cancel(self, cause: BaseException | None, frame: FrameType | None) -> None:
         """``cancel()`` called from ``frame`` (``cause`` checked)."""
         now = None
         if self._clock is not None:  # a deadline that passed unseen wins (first cause)
@@ -112,7 +120,7 @@ class CancelContext(Context):
         deadline = check_number("deadline", deadline)
         check_cause(cause)
         clock = clock_for("cancel_at()")
-        if deadline >= self._deadline or self._poll() is not None:
+        if deadline >= _deadline_on(self, clock) or self._poll() is not None:
             return
         self._cause = cause
         _move_deadline(self, deadline, clock)
@@ -136,13 +144,21 @@ class CancelContext(Context):
         # registration in _scopes), where the cancel walk finds it.
         if self._with_binding is not None:
             raise RuntimeError(
-                f"{self._label()} is already entered; use ctx.scope() for concurrent blocks"
+                f"{self._label()} was already entered: a CancelContext can be entered once, "
+                "like a trio CancelScope; use ctx.scope() for each block"
             )
         token = run_token()
         if token is None:
             raise RuntimeError("`with ctx:` must be used inside a running trio loop")
         deadline = self._deadline
-        cs = trio.CancelScope() if deadline == _INF else trio.CancelScope(deadline=deadline)
+        if self._clock is not None and self._token is not token:
+            deadline = _foreign_deadline(self, deadline)
+        if self._shield:
+            cs = trio.CancelScope(deadline=deadline, shield=True)
+        elif deadline == _INF:
+            cs = trio.CancelScope()
+        else:
+            cs = trio.CancelScope(deadline=deadline)
         cs.__enter__()
         self._with_binding = (cs, token, current_var.set(self))  # a cancel reaches cs from now
         if self._err is not None:
@@ -156,14 +172,14 @@ class CancelContext(Context):
         tb: TracebackType | None,
     ) -> bool:
         block = self._with_binding
-        assert block is not None, "CancelContext exited without being entered"
+        assert isinstance(block, tuple), "CancelContext exited without being entered"
         cs = block[0]
         try:
             try:
                 suppressed = cs.__exit__(etype, exc, tb)
             finally:
                 current_var.reset(block[2])
-                self._with_binding = None
+                self._with_binding = False  # once only
             if cs.cancelled_caught and self._poll() is not None:
                 self._raise_err()
             return suppressed
@@ -203,8 +219,8 @@ class CancelContext(Context):
         """The trio scopes bound to this context's own state right now."""
         scopes = list(self._scopes or ())
         block = self._with_binding
-        if block is not None:
-            scopes.append(block[0])
+        if block:
+            scopes.append(block[0])  # type: ignore[index]
         return scopes
 
     def _scope_deadline(self) -> float:
@@ -212,7 +228,10 @@ class CancelContext(Context):
         return self._deadline
 
     def _current_deadline(self) -> float:
-        return self._deadline
+        follow = self._follow
+        if follow is None:
+            return self._deadline
+        return min(self._deadline, follow._current_deadline())
 
     def _poll(self) -> ContextError | None:
         """``err``, expiring the deadline first if it is due (safe from any thread)."""
@@ -223,9 +242,15 @@ class CancelContext(Context):
         return err
 
     def _is_due(self, now: float) -> bool:
-        return now >= self._deadline
+        follow = self._follow
+        return now >= self._deadline or (follow is not None and follow._is_due(now))
 
     def _on_due(self) -> None:
+        follow = self._follow
+        if follow is not None and follow._err is None and self._clock is not None:
+            if follow._is_due(self._clock.current_time()):
+                follow._on_due()  # the idle ancestor expired: its walk ends this one too
+                return
         src = self._deadline_owner
         (src if src is not None else self)._expire()
 
@@ -259,12 +284,7 @@ class CancelContext(Context):
             forget_child(parent, weakref.ref(self))
 
     def _raise_err(self) -> NoReturn:
-        err, cause = self._err, self._cause
-        assert err is not None
-        fresh = type(err)(*err.args)
-        if cause is err:
-            raise fresh from None
-        raise fresh from cause
+        raise_fresh(self)
 
 
 def _deadline_err(
@@ -306,9 +326,9 @@ def _finish_tree(
         root._origin = origin
         if root._scopes:
             scopes = list(root._scopes.items())
-        if root._with_binding is not None:
+        if root._with_binding:
             scopes = scopes or []
-            scopes.append(root._with_binding[:2])
+            scopes.append(root._with_binding[:2])  # type: ignore[index]
         if root._after:
             callbacks, root._after = root._after, None
         if root._children is not None:  # else nothing to walk: the cheap common case
@@ -363,8 +383,8 @@ def _mark_below(
             node._origin = origin
             if node._scopes:
                 scopes.extend(node._scopes.items())
-            if node._with_binding is not None:
-                scopes.append(node._with_binding[:2])
+            if node._with_binding:
+                scopes.append(node._with_binding[:2])  # type: ignore[index]
             if node._after:
                 callbacks.extend(node._after)
             node._after = None
@@ -382,6 +402,18 @@ def _mark_below(
                 # without_cancel() children stay: they outlive this node's cancellation
 
 
+def _deadline_on(ctx: CancelContext, clock: trio.abc.Clock) -> float:
+    """``ctx``'s deadline on ``clock`` (the running run's): translated when it was set in
+    another run (see ``deadline_in``).
+
+    Raises:
+        RuntimeError: it cannot be translated (a ``MockClock`` on either side).
+    """
+    if ctx._clock is None or ctx._clock is clock:
+        return ctx._deadline
+    return deadline_in(ctx._deadline, ctx._clock, clock)
+
+
 def _move_deadline(root: CancelContext, deadline: float, clock: trio.abc.Clock) -> None:
     """Tighten ``root``'s deadline and every descendant's that was later (trio thread)."""
     token = trio.lowlevel.current_trio_token()
@@ -392,8 +424,12 @@ def _move_deadline(root: CancelContext, deadline: float, clock: trio.abc.Clock) 
             if node._canceller is None:
                 continue
         else:
-            if node._deadline <= deadline and node is not root:
-                continue
+            if node is not root:
+                try:
+                    if _deadline_on(node, clock) <= deadline:
+                        continue
+                except RuntimeError:
+                    pass  # on a clock that cannot be compared: the new deadline replaces it
             node._deadline = deadline
             node._deadline_owner = None if node is root else root
             node._clock = clock
@@ -424,10 +460,12 @@ def new_cancel(
     ctx._label_arg = label_arg
     ctx._children = ctx._done = ctx._err = ctx._cause = ctx._origin = None
     ctx._scopes = ctx._after = ctx._with_binding = None
+    ctx._shield = parent._shield
     if canceller is None:
         ctx._deadline = _INF
-        ctx._deadline_owner = ctx._clock = ctx._token = None
+        ctx._deadline_owner = ctx._clock = ctx._token = ctx._follow = None
     else:
+        ctx._follow = canceller if canceller._moves else canceller._follow
         ctx._deadline = canceller._deadline
         owner = canceller._deadline_owner
         ctx._deadline_owner = canceller if owner is None else owner

@@ -12,6 +12,8 @@ from typing import Final
 
 import trio
 
+from .._trio_private import system_clock_offset
+
 logger: Final = logging.getLogger("trio_context")
 
 # Protects the "first cancel wins" transition and the lazy creation of per-context containers.
@@ -59,3 +61,31 @@ def clock_for(what: str) -> trio.abc.Clock:
             f"{what} needs a running trio loop (deadlines are on trio's clock); "
             "with_cancel() and with_value() do not"
         ) from None
+
+
+# A translated deadline is moved this much later, so that rounding never makes the trio scope
+# fire before the context's own clock says the deadline passed (a silently skipped body).
+_SLACK: Final = 1e-6
+
+
+def deadline_in(deadline: float, source: trio.abc.Clock, clock: trio.abc.Clock) -> float:
+    """``deadline`` on clock ``source`` (another trio run's), as a time on ``clock``.
+
+    trio's default clock reads ``offset + time.perf_counter()`` with a random offset per run,
+    so two such clocks differ by the difference of their offsets.
+
+    Raises:
+        RuntimeError: either clock is not trio's ``SystemClock`` (a ``MockClock``): the two
+            runs' times cannot be related.
+    """
+    if source is clock:
+        return deadline
+    src, dst = system_clock_offset(source), system_clock_offset(clock)
+    if src is None or dst is None:
+        which = type(source if src is None else clock).__name__
+        raise RuntimeError(
+            "this context's deadline was set in another trio run, and the clock of one of the "
+            f"two runs is a {which}, not trio's SystemClock, so it cannot be translated to "
+            "this run: make the context (or its deadline) inside this run"
+        )
+    return deadline - src + dst + _SLACK

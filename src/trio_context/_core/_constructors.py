@@ -21,6 +21,7 @@ Deadlines are on the trio clock of the run that made them (``trio.current_time()
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from typing import Any
 
@@ -29,7 +30,7 @@ import trio
 from .._trio_private import run_clock_and_token
 from ._after import after_func
 from ._cancel import CancelContext, new_cancel
-from ._common import check_cause, check_number, check_seconds, clock_for
+from ._common import check_cause, check_number, check_seconds, clock_for, deadline_in
 from ._context import Context, _new, background, check_parent, current, todo
 from ._scope import Done
 from ._values import derive
@@ -108,7 +109,10 @@ def _with_deadline(
     now: float | None = None,
 ) -> CancelContext:
     ctx: CancelContext = new_cancel(CancelContext, parent, kind, label_arg)
-    if deadline < ctx._deadline:
+    inherited = ctx._deadline
+    if ctx._clock is not None and ctx._clock is not run[0] and inherited != math.inf:
+        inherited = deadline_in(inherited, ctx._clock, run[0])  # set in another run
+    if deadline < inherited:
         clock, token = run
         ctx._deadline = deadline
         ctx._deadline_owner = None  # its own (a reference to itself would be a cycle)
@@ -173,9 +177,15 @@ def without_cancel(parent: Context) -> Context:
     """Return a child of ``parent`` that keeps its values but is never cancelled and has no
     deadline (Go's ``WithoutCancel``): for work that must outlive the request, such as cleanup.
 
+    Binding it, or any context derived from it (``cleanup()`` contexts are), *shields* the body
+    from enclosing trio cancellation, like ``trio.CancelScope(shield=True)``: it runs even in a
+    ``finally:`` inside a cancelled block. Give it a deadline (``with_timeout(without_cancel(ctx),
+    s)`` or :func:`cleanup`) so the shield is bounded.
+
     Raises:
         TypeError: ``parent`` is not a context.
     """
     check_parent(parent)
     ctx: Context = _new(Context, parent, "without_cancel", None, None, parent._values, parent._vpos)
+    ctx._shield = True
     return ctx

@@ -12,7 +12,9 @@ import weakref
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Final, TypeAlias, TypeVar, TypeVarTuple, cast
 
-from ._common import _INF, _lock
+import trio
+
+from ._common import _INF, _lock, deadline_in, trio_token_or_none
 from ._errors import ContextError, DeadlineExceeded
 from ._scope import Done, _Binding, current_var
 from ._state import CancelState
@@ -39,6 +41,7 @@ class Context:
         "_kind",
         "_label_arg",
         "_parent",
+        "_shield",
         "_values",
         "_vpos",
     )
@@ -53,6 +56,9 @@ class Context:
     _label_arg: object
     _children: ChildRefs | None
     _done: weakref.ref[Done] | None
+    # Bound scopes shield their body from enclosing trio cancellation: set by without_cancel(),
+    # inherited by everything derived below it (cleanup contexts), cleared for a hard twin.
+    _shield: bool
 
     def __init__(self) -> None:
         raise TypeError(
@@ -64,9 +70,19 @@ class Context:
 
     @property
     def deadline(self) -> float:
-        """The deadline on trio's clock, or ``math.inf`` when there is none."""
+        """The deadline on trio's clock, or ``math.inf`` when there is none. Read in the trio
+        thread of another run than the one that set it, it is translated to that run's clock
+        (trio's ``SystemClock``; a ``MockClock`` on either side: ``RuntimeError``)."""
         canceller = self._canceller
-        return _INF if canceller is None else canceller._current_deadline()
+        if canceller is None:
+            return _INF
+        deadline = canceller._current_deadline()
+        clock = canceller._clock
+        if clock is not None and deadline != _INF:
+            here = trio_token_or_none()
+            if here is not None and here is not canceller._token:
+                return deadline_in(deadline, clock, trio.lowlevel.current_clock())
+        return deadline
 
     def remaining(self) -> float:
         """Seconds left until the deadline (0 once it passed; ``math.inf`` when there is none)."""
@@ -167,10 +183,14 @@ class Context:
             Exception: whatever ``afn`` raised.
         """
         with self.scope():
+            if self.err is not None:
+                # Already done: never call afn. The bound scope is cancelled (or its deadline
+                # passed), so this checkpoint raises and the scope turns it into err.
+                await trio.lowlevel.checkpoint()
             return await afn(*args)
-        raise AssertionError(
-            "unreachable: scope() swallowed its own cancellation"
-        )  # pragma: no cover
+        # Only reachable if the trio scope was cancelled but the context is not done.
+        self.check()
+        raise RuntimeError(f"{self._label()}.run(): the bound scope ended without the context")
 
     # -- inspection -------------------------------------------------------------------------
 
@@ -375,6 +395,7 @@ def _new(
     ctx._label_arg = label_arg
     ctx._children = None
     ctx._done = None
+    ctx._shield = parent is not None and parent._shield
     if parent is not None:
         parent._add_child(ctx)
     return ctx

@@ -56,6 +56,8 @@ class IdleContext(CancelContext):
     _offset: float
     _last: float  # raw time of the last touch
 
+    _moves = True  # children read the idle deadline through _follow
+
     @property
     def idle_timeout(self) -> float:
         """The seconds of silence after which the context ends."""
@@ -73,14 +75,14 @@ class IdleContext(CancelContext):
         return self._last + self._offset + self._idle
 
     def _current_deadline(self) -> float:
-        return min(self._deadline, self._idle_deadline())
+        return min(super()._current_deadline(), self._idle_deadline())
 
     def _is_due(self, now: float) -> bool:
-        return now >= self._deadline or now >= self._idle_deadline()
+        return super()._is_due(now) or now >= self._idle_deadline()
 
     def _on_due(self) -> None:
         assert self._clock is not None
-        if self._clock.current_time() >= self._deadline:
+        if super()._is_due(self._clock.current_time()):
             super()._on_due()
         else:
             self._expire(self._idle_deadline(), self._idle_cause or IdleTimeout(self._idle))

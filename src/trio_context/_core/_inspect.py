@@ -1,6 +1,6 @@
 """Read-only views of a context's place in the tree, for the toolkit's inspection tools
-(``format_tree``/``dump`` and the leak check). Nothing here changes a context; every function
-is safe from any thread."""
+(``format_tree``/``dump`` and the leak check). Nothing here changes a context, except
+:func:`set_shield` (a construction hook); every function is safe from any thread."""
 
 from __future__ import annotations
 
@@ -40,3 +40,10 @@ def bound_scopes(ctx: Context) -> list[trio.CancelScope]:
     if not isinstance(ctx, CancelContext):
         return []
     return ctx._bound_scopes()
+
+
+def set_shield(ctx: Context, *, shield: bool) -> None:
+    """Whether scopes bound to ``ctx`` (and to contexts derived from it afterwards) shield their
+    body from enclosing trio cancellation. ``without_cancel()`` turns it on for everything
+    below it; the toolkit turns it off for a hard twin. Call it right after creating ``ctx``."""
+    ctx._shield = shield

@@ -14,7 +14,7 @@ from typing import Final, Protocol
 import trio
 
 from .._trio_private import run_token
-from ._common import _INF, _lock
+from ._common import _INF, _lock, deadline_in
 from ._errors import ContextError
 from ._state import CancelState
 
@@ -26,6 +26,8 @@ class Bindable(Protocol):
 
     @property
     def _canceller(self) -> CancelState | None: ...
+
+    _shield: bool
 
     @property
     def err(self) -> ContextError | None: ...
@@ -60,9 +62,13 @@ class Done:
             await trio.lowlevel.checkpoint()
             return
         # A deadline that is already due needs no clock read here: the bound scope below is
-        # born cancelled, and its exit settles the context.
-        with _Binding(self._ctx, self._ctx._canceller, False, True):
-            await trio.sleep_forever()
+        # born cancelled, and its exit settles the context. The loop is a guard: the scope
+        # only ends early when the context is done, and wait() never returns before that.
+        while True:
+            with _Binding(self._ctx, self._ctx._canceller, False, True):
+                await trio.sleep_forever()
+            if self.is_set():
+                return
 
     def __repr__(self) -> str:
         return f"<trio_context.Done {'set' if self.is_set() else 'unset'} of {self._ctx._label()}>"
@@ -93,14 +99,22 @@ class _Binding:
             )
         canceller = self._canceller
         if canceller is None:
-            cs = trio.CancelScope()
+            # Shielded when bound below without_cancel(): work that must outlive a cancel.
+            cs = trio.CancelScope(shield=self._bind and self._ctx._shield)
         else:
             token = run_token()
             if token is None:
                 raise RuntimeError("ctx.scope() must be used inside a running trio loop")
             deadline = canceller._deadline
+            if canceller._clock is not None and canceller._token is not token:
+                deadline = _foreign_deadline(canceller, deadline)
             # Passing deadline= costs trio as much again as the scope itself: only when needed.
-            cs = trio.CancelScope() if deadline == _INF else trio.CancelScope(deadline=deadline)
+            if self._bind and canceller._shield:
+                cs = trio.CancelScope(deadline=deadline, shield=True)
+            elif deadline == _INF:
+                cs = trio.CancelScope()
+            else:
+                cs = trio.CancelScope(deadline=deadline)
             scopes = canceller._scopes
             if scopes is None:
                 with _lock:
@@ -139,6 +153,26 @@ class _Binding:
                 return True
             canceller._raise_err()
         return suppressed
+
+
+def _foreign_deadline(canceller: CancelState, deadline: float) -> float:
+    """The deadline of a context made in another trio run, on this run's clock.
+
+    Raises:
+        RuntimeError: it cannot be translated (a ``MockClock`` run), or the context's deadline
+            moves (an idle context: its timer lives in the run that made it).
+    """
+    if canceller._poll() is not None:
+        return deadline  # done: the scope is cancelled at once anyway
+    if canceller._moves or canceller._follow is not None:
+        raise RuntimeError(
+            f"{canceller._label()} has an idle deadline set in another trio run; idle "
+            "contexts work in the run that made them"
+        )
+    assert canceller._clock is not None
+    if deadline == _INF:
+        return deadline
+    return deadline_in(deadline, canceller._clock, trio.lowlevel.current_clock())
 
 
 class ScopeTie:

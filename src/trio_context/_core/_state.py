@@ -11,8 +11,9 @@ protocol below, so the read-only side (``_context.py``) never imports the cancel
 from __future__ import annotations
 
 import os
+import sys
 import threading
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import Final, NoReturn, Protocol
 
 import trio
@@ -35,6 +36,14 @@ class CancelState(Protocol):
     _deadline: float
     _scopes: dict[trio.CancelScope, trio.lowlevel.TrioToken] | None
     _after: list[AfterFunc] | None
+    _token: trio.lowlevel.TrioToken | None  # the run of _clock
+    _shield: bool  # bound scopes shield their body (see Context._shield)
+    _moves: bool  # the deadline moves (idle contexts)
+
+    @property
+    def _follow(self) -> CancelState | None:
+        """The nearest ancestor whose deadline moves (read-only here)."""
+        ...
 
     def _poll(self) -> ContextError | None:
         """``_err``, expiring a deadline that is due first (any thread)."""
@@ -68,8 +77,10 @@ class Origin:
 
     @property
     def where(self) -> str:
-        """``file:line`` of the ``cancel()`` call, or ``"deadline"``."""
-        return self.file if self.task == "deadline" else f"{self.file}:{self.line}"
+        """``file:line`` of the ``cancel()`` call, ``"deadline"``, or :data:`UNKNOWN`."""
+        if self.task == "deadline" or self.file == UNKNOWN:
+            return self.file
+        return f"{self.file}:{self.line}"
 
     @classmethod
     def deadline(cls, ctx: CancelState, when: float) -> Origin:
@@ -81,7 +92,7 @@ class Origin:
         return origin
 
     @classmethod
-    def capture(cls, ctx: CancelState, frame: FrameType, now: float | None) -> Origin:
+    def capture(cls, ctx: CancelState, frame: FrameType | None, now: float | None) -> Origin:
         """The caller of ``cancel()``: its task (or thread), the trio time (``now`` when the
         caller read the context's clock already) and the first frame outside this package,
         from ``frame`` (``cancel()``'s caller) up. Cheap: it runs at every ``with ctx:`` exit."""
@@ -93,12 +104,65 @@ class Origin:
         except RuntimeError:
             origin.task = f"thread {threading.current_thread().name}"
             origin.when = ctx._clock.current_time() if ctx._clock is not None else now
-        while frame.f_back is not None and frame.f_code.co_filename.startswith(PACKAGE_DIR):
+        # Called from C (an atexit hook, _thread.start_new_thread(ctx.cancel, ())), cancel()
+        # may have no Python caller at all (frame is None): the origin is then unknown.
+        while (
+            frame is not None
+            and frame.f_back is not None
+            and frame.f_code.co_filename.startswith(PACKAGE_DIR)
+        ):
             frame = frame.f_back
-        origin.file = frame.f_code.co_filename
-        origin.line = frame.f_lineno
+        if frame is None or frame.f_code.co_filename.startswith(PACKAGE_DIR):
+            origin.file, origin.line = UNKNOWN, 0
+        else:
+            origin.file = frame.f_code.co_filename
+            origin.line = frame.f_lineno
         return origin
+
+
+def raise_fresh(state: CancelState) -> NoReturn:
+    """Raise a fresh copy of ``state._err``, chained from its cause.
+
+    Called while the body's ``trio.Cancelled`` is being handled (a bound scope's exit), the
+    copy keeps it visible: as ``__context__`` when there is no separate cause (printed as
+    "During handling of the above exception..."), else as a note saying where the body was
+    interrupted (``__cause__`` is the cause, and Python prints only one of the two). The
+    local is dropped on the way out, so the traceback makes no reference cycle."""
+    err, cause = state._err, state._cause
+    assert err is not None
+    fresh = type(err)(*err.args)
+    try:
+        if cause is err:
+            raise fresh
+        body = sys.exception()
+        if body is not None:
+            where = _user_frame(body.__traceback__)
+            if where is not None:
+                fresh.add_note(f"(the body was interrupted at {where})")
+        raise fresh from cause
+    finally:
+        del fresh
+
+
+def _user_frame(tb: TracebackType | None) -> str | None:
+    """The innermost traceback entry outside trio and this package: where a body was
+    interrupted."""
+    found = None
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if not name.startswith(_LIBRARY_DIRS):
+            found = f"{name}:{tb.tb_lineno} in {tb.tb_frame.f_code.co_name}"
+        tb = tb.tb_next
+    return found
 
 
 # Frames under the package are the library's own, skipped when looking for cancel()'s caller.
 PACKAGE_DIR: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# trio's and its ``outcome`` helper's frames: where a cancellation is delivered, not the body.
+_LIBRARY_DIRS: Final = (
+    PACKAGE_DIR,
+    os.path.dirname(os.path.abspath(trio.__file__)),
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(trio.__file__))), "outcome"),
+)
+# Origin.file when cancel() had no Python caller (explain() says so).
+UNKNOWN: Final = "an unknown origin (no Python caller)"

@@ -7,7 +7,14 @@ watchdog's report), ``_errors`` (sorting a task's error into "real" or "caused b
 
 from ._group import GroupStatistics, TaskGroup
 from ._open import open_group
-from ._spawn import check_afn
+from ._spawn import check_afn, coroutine_of
 from ._stuck import StuckTaskError
 
-__all__ = ["GroupStatistics", "StuckTaskError", "TaskGroup", "check_afn", "open_group"]
+__all__ = [
+    "GroupStatistics",
+    "StuckTaskError",
+    "TaskGroup",
+    "check_afn",
+    "coroutine_of",
+    "open_group",
+]

@@ -111,7 +111,7 @@ class TaskGroup:
         coro = coroutine_of(afn, args)
         if name is None:
             name = afn
-        if context is not None and context.err is not None:
+        if self._context.err is not None or (context is not None and context.err is not None):
             coro.close()  # work is not started on a context that is already done
             return
         self._live += 1
@@ -144,6 +144,9 @@ class TaskGroup:
         """
         self._check_open()
         check_afn(afn)
+        if self._context.err is not None:
+            await trio.lowlevel.checkpoint()
+            self._context.check()
         return await self._nursery.start(
             self._run_started, afn, args, name=afn if name is None else name
         )
@@ -201,13 +204,19 @@ class TaskGroup:
     async def _run(self, coro: Coroutine[Any, Any, object]) -> None:
         # The hot path: the task inherits the group's scope and current() from the caller.
         try:
+            if self._context.err is not None:
+                coro.close()  # cancelled before trio ran it: it never starts
+                return
             await coro
         except BaseException as exc:
             rest = self._outcome.sort(exc)
-            if rest is exc:
-                raise
-            if rest is not None:
-                raise rest from None
+            try:
+                if rest is exc:
+                    raise
+                if rest is not None:
+                    raise rest from None
+            finally:
+                del rest  # the traceback holds this frame: no cycle
         finally:
             self._task_done()
 
@@ -228,8 +237,8 @@ class TaskGroup:
             if slots is not None:
                 with own.move_on() if own is not None else nullcontext():
                     await slots.wait(ticket)  # a task's own context ending: it leaves the queue
-            if slots is not None and self._context.err is not None:
-                return  # a slot came free but the group is cancelled: never start
+            if self._context.err is not None:
+                return  # done before it could run (or a slot came free too late): never start
             if own is not None:
                 if own.err is None:
                     with own.move_on():  # the task's own cancellation ends it quietly
@@ -242,10 +251,13 @@ class TaskGroup:
                 await coro
         except BaseException as exc:
             rest = self._outcome.sort(exc)
-            if rest is exc:
-                raise
-            if rest is not None:
-                raise rest from None
+            try:
+                if rest is exc:
+                    raise
+                if rest is not None:
+                    raise rest from None
+            finally:
+                del rest  # the traceback holds this frame: no cycle
         finally:
             coro.close()  # a task that never started must not warn "never awaited"
             if slots is not None and slots.holds(ticket):
@@ -272,10 +284,13 @@ class TaskGroup:
             if not status.called:
                 raise  # to the caller of start(), as trio does
             rest = self._outcome.sort(exc)
-            if rest is exc:
-                raise
-            if rest is not None:
-                raise rest from None
+            try:
+                if rest is exc:
+                    raise
+                if rest is not None:
+                    raise rest from None
+            finally:
+                del rest  # the traceback holds this frame: no cycle
         finally:
             if slots is not None and slots.holds(ticket):
                 slots.release()

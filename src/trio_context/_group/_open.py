@@ -163,12 +163,16 @@ class GroupManager:
             group._close()
             outer = self._ctx.err is not None and gctx.err is self._ctx.err
             gctx.cancel()
-        if group._outcome.errors:
-            raise exception_group(group._outcome.errors) from None
-        if outer and (caught is not None or group._outcome.interrupted):
-            if caught is not None:
-                raise caught
-            gctx.check()
+        # ``caught`` is dropped before leaving: its traceback holds this frame (no cycle).
+        try:
+            if group._outcome.errors:
+                raise exception_group(group._outcome.errors) from None
+            if outer and (caught is not None or group._outcome.interrupted):
+                if caught is not None:
+                    raise caught
+                gctx.check()
+        finally:
+            del caught
 
 
 def _sort_body_error(group: TaskGroup, exc: BaseException | None) -> BaseException | None:

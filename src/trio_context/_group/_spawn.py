@@ -44,18 +44,25 @@ def check_afn(afn: object, name: str = "afn") -> None:
 
 
 def coroutine_of(
-    afn: object, args: tuple[object, ...], **kwargs: object
+    afn: object, args: tuple[object, ...], *, name: str = "afn", **kwargs: object
 ) -> Coroutine[Any, Any, object]:
-    """Call ``afn`` and return its coroutine, or raise TypeError naming the mistake."""
-    check_afn(afn)
+    """Call ``afn`` and return its coroutine, or raise TypeError naming the mistake (and the
+    argument, ``name``)."""
+    check_afn(afn, name)
     assert callable(afn)
     coro = afn(*args, **kwargs)
     if type(coro) is not CoroutineType and not isinstance(coro, Coroutine):
+        if hasattr(coro, "__await__"):  # an awaitable that is not a coroutine: fine
+            return _awaiting(coro)
         raise TypeError(
-            f"`afn` must be an async function; {afn!r} returned {type(coro).__name__}, "
+            f"`{name}` must be an async function; {afn!r} returned {type(coro).__name__}, "
             "not a coroutine (is it a synchronous function?)"
         )
     return coro  # pyright: ignore[reportUnknownVariableType]
+
+
+async def _awaiting(awaitable: Any) -> object:
+    return await awaitable
 
 
 def check_options(limit: object, grace: object, strict: object) -> None:
