@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # the static view: every name, re-exported (pyright --verifyt
     from ._group import TaskGroup as TaskGroup
     from ._group import open_group as open_group
     from ._process import MemoryExceeded as MemoryExceeded
+    from ._process import Outcome as Outcome
     from ._process import ProcessFailed as ProcessFailed
     from ._process import ProcessHandle as ProcessHandle
     from ._process import ProcessResult as ProcessResult
@@ -92,6 +93,7 @@ _LAZY: dict[str, str] = {
     "MemoryExceeded": "._process",
     "ProcessFailed": "._process",
     "ProcessHandle": "._process",
+    "Outcome": "._process",
     "ProcessResult": "._process",
     "open_subreaper": "._process",
     "run_process": "._process",

@@ -51,7 +51,7 @@ async def race(ctx: Context, *afns: Callable[[], Awaitable[T]]) -> T:
 
     async def racer(group: TaskGroup, afn: Callable[[], Awaitable[T]], i: int) -> None:
         try:
-            value = await coroutine_of(afn, (), name=f"afns[{i}]")
+            value = cast(T, await coroutine_of(afn, (), name=f"afns[{i}]"))
         except BaseException as exc:
             if isinstance(exc, trio.Cancelled) or group._outcome.is_own(exc) or _has_cancelled(exc):
                 raise

@@ -60,7 +60,11 @@ def dump(ctx: Context) -> dict[str, Any]:
       through a ``with_value`` child are counted on the cancellable context it shares);
     - ``children``: the live children, the same way.
 
-    Idempotent, safe from any thread::
+    Nesting stops at depth ``NESTED_DEPTH`` (100) below ``ctx``, so that ``json.dumps`` (which
+    recurses) works for any tree: a node at that depth has no ``children`` but a flat
+    ``descendants`` list, every context below it in depth-first order, each with ``depth``
+    (below ``ctx``) and an empty ``children``. Time and memory are linear in the number of
+    contexts. Idempotent, safe from any thread::
 
         json.dumps(tc.dump(job_ctx))
 
@@ -69,14 +73,35 @@ def dump(ctx: Context) -> dict[str, Any]:
     """
     check_parent(ctx, "ctx")
     root = _node(ctx)
-    stack: list[tuple[Context, dict[str, Any]]] = [(ctx, root)]
+    stack: list[tuple[Context, dict[str, Any], int]] = [(ctx, root, 0)]
     while stack:  # iterative: a chain of contexts may be deeper than Python's recursion limit
-        parent, node = stack.pop()
+        parent, node, depth = stack.pop()
+        if depth == NESTED_DEPTH:
+            node["descendants"] = _flat(parent, depth)
+            continue
         for child in parent.children():
             child_node = _node(child)
             node["children"].append(child_node)
-            stack.append((child, child_node))
+            stack.append((child, child_node, depth + 1))
     return root
+
+
+# Below this depth, dump() lists contexts flat: json.dumps recurses twice per level (a dict and
+# its "children" list) and stops at Python's recursion limit (1000 by default).
+NESTED_DEPTH = 100
+
+
+def _flat(ctx: Context, depth: int) -> list[dict[str, Any]]:
+    """Every context below ``ctx``, depth first, as nodes with a ``depth``."""
+    out: list[dict[str, Any]] = []
+    stack = [(child, depth + 1) for child in reversed(ctx.children())]
+    while stack:
+        node, at = stack.pop()
+        entry = _node(node)
+        entry["depth"] = at
+        out.append(entry)
+        stack.extend((child, at + 1) for child in reversed(node.children()))
+    return out
 
 
 def _line(node: dict[str, Any]) -> str:
@@ -98,7 +123,8 @@ def format_tree(ctx: Context) -> str:
         │   └── with_value('request id') [active]
         └── with_cancel [active]
 
-    Idempotent, safe from any thread::
+    Below depth ``NESTED_DEPTH`` (see :func:`dump`) the indentation stops growing and each
+    line says its depth, so the text is linear in the number of contexts. Idempotent, safe from any thread::
 
         print(tc.format_tree(ctx))
 
@@ -119,4 +145,9 @@ def format_tree(ctx: Context) -> str:
         node, prefix, last = stack.pop()
         lines.append(f"{prefix}{'└── ' if last else '├── '}{_line(node)}")
         push(node, prefix + ("    " if last else "│   "))
+        # Below the nesting depth the indentation stops growing (the text stays linear in
+        # the number of contexts): each line says its depth instead.
+        inner = prefix + ("    " if last else "│   ")
+        for flat in node.get("descendants", ()):
+            lines.append(f"{inner}└── [depth {flat['depth']}] {_line(flat)}")
     return "\n".join(lines)

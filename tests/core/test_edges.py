@@ -516,3 +516,62 @@ async def test_a_context_with_an_idle_deadline_from_another_run_refuses_to_bind(
     with pytest.raises(RuntimeError, match="idle"):
         with ctx.scope():
             pass  # pragma: no cover
+
+
+# -- after_func, with_grace, race: the small promises -----------------------------------------
+
+
+def test_an_after_func_raising_keyboardinterrupt_ends_the_run_like_ctrl_c(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        ctx = tc.with_cancel(tc.background())
+
+        def interrupt() -> None:
+            raise KeyboardInterrupt
+
+        tc.after_func(ctx, interrupt)
+        ctx.cancel()
+        await trio.sleep_forever()
+
+    with pytest.raises(KeyboardInterrupt):
+        trio.run(main)  # not TrioInternalError
+    assert "raised KeyboardInterrupt" in caplog.text
+
+
+async def test_an_after_func_raising_systemexit_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ctx = tc.with_cancel(tc.background())
+
+    def leave() -> None:
+        raise SystemExit(3)
+
+    tc.after_func(ctx, leave)
+    ctx.cancel()
+    await trio.testing.wait_all_tasks_blocked()
+    assert "raised SystemExit" in caplog.text
+
+
+async def test_race_names_a_function_that_is_not_async() -> None:
+    with pytest.raises(TypeError, match=r"`afns\[1\]` must be an async function.*returned int"):
+        await tc.race(tc.background(), trio.lowlevel.checkpoint, lambda: 1)  # type: ignore[arg-type, return-value]
+
+
+def test_from_environ_does_not_log_a_whole_malformed_variable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from trio_context.propagation import DEADLINE_ENV_VAR, from_environ
+
+    huge = "x" * 1_000_000
+    parent = tc.background()
+    assert from_environ(parent, {DEADLINE_ENV_VAR: huge}) is parent
+    assert "malformed" in caplog.text
+    assert len(caplog.text) < 1000
+
+
+def test_outcome_is_exported() -> None:
+    from typing import get_args
+
+    assert set(get_args(tc.Outcome)) == {"exited", "cancelled", "timed_out", "idle", "memory"}
+    assert tc.ProcessResult.__annotations__["outcome"] in ("Outcome", tc.Outcome)

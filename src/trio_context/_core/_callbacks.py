@@ -6,6 +6,7 @@ list and dispatched by the cancel walk (``_cancel.py``) once nothing holds the c
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from typing import Final
 
@@ -44,14 +45,41 @@ class AfterFunc:
                 self.call()
                 return
             try:
-                self.token.run_sync_soon(self.call)
+                self.token.run_sync_soon(self.call_in_trio)
                 return
             except trio.RunFinishedError:
                 pass
         self.call()
 
     def call(self) -> None:
+        """Call ``fn`` where the cancel happened: an ``Exception`` is logged; anything else
+        (``KeyboardInterrupt``) propagates to the caller of ``cancel()``."""
         try:
             self.fn()
         except Exception:
             logger.exception("after_func callback %r raised", self.fn)
+
+    def call_in_trio(self) -> None:
+        """Call ``fn`` as a trio ``run_sync_soon`` callback, where an escaping exception would
+        end the run with ``TrioInternalError``. An ``Exception`` is logged; a
+        ``KeyboardInterrupt`` is logged and delivered again as a Ctrl-C (SIGINT), so the run
+        ends the way Ctrl-C ends it (or the program's SIGINT handler decides); any other
+        ``BaseException`` (``SystemExit``) is logged as an error."""
+        try:
+            self.fn()
+        except Exception:
+            logger.exception("after_func callback %r raised", self.fn)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                logger.error(
+                    "after_func callback %r raised KeyboardInterrupt: raising SIGINT", self.fn
+                )
+                signal.raise_signal(signal.SIGINT)
+            else:
+                logger.error(
+                    "after_func callback %r raised %s; it cannot end the trio run from a "
+                    "callback, so it is dropped",
+                    self.fn,
+                    type(exc).__name__,
+                    exc_info=exc,
+                )

@@ -33,6 +33,7 @@ class GroupErrors:
     _context: CancelContext = attrs.field(alias="context")
     errors: list[BaseException] = attrs.field(factory=list[BaseException], init=False)
     interrupted: bool = attrs.field(default=False, init=False)
+    cancel_on_error: bool = attrs.field(default=True, init=False)  # False: Go's zero Group
 
     def is_own(self, exc: BaseException) -> bool:
         """Whether ``exc`` is the group context's own err (or a fresh copy of it, as
@@ -71,9 +72,10 @@ class GroupErrors:
 
     def record(self, exc: BaseException) -> None:
         """Keep ``exc`` as a real error and cancel the group with it (the first error wins:
-        later ones find the context done)."""
+        later ones find the context done), unless the group keeps going after errors."""
         self.errors.append(exc)
-        self._context.cancel(exc)
+        if self.cancel_on_error:
+            self._context.cancel(exc)
 
 
 def exception_group(errors: list[BaseException]) -> BaseExceptionGroup[BaseException]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import nullcontext
-from typing import Any, Final, TypeVarTuple, final
+from typing import Any, Final, TypeVarTuple, final, overload
 
 import attrs
 import trio
@@ -22,7 +22,17 @@ from .._core import (
 )
 from ._errors import GroupErrors
 from ._slots import Slots, Ticket
-from ._spawn import Status, check_afn, coroutine_of
+from ._spawn import (
+    A1,
+    A2,
+    Startable0,
+    Startable1,
+    Startable2,
+    Status,
+    StatusT,
+    check_afn,
+    coroutine_of,
+)
 from ._stuck import stuck_report
 
 __all__ = ["DEFAULT_GRACE", "GroupStatistics", "TaskGroup"]
@@ -126,13 +136,28 @@ class TaskGroup:
             coro.close()
             raise RuntimeError("this group is closed: its tasks have all finished") from None
 
+    @overload
+    async def start(self, afn: Startable0[StatusT], /, *, name: object = None) -> StatusT: ...
+    @overload
+    async def start(
+        self, afn: Startable1[A1, StatusT], a1: A1, /, *, name: object = None
+    ) -> StatusT: ...
+    @overload
+    async def start(
+        self, afn: Startable2[A1, A2, StatusT], a1: A1, a2: A2, /, *, name: object = None
+    ) -> StatusT: ...
+    @overload
+    async def start(
+        self, afn: Callable[..., Awaitable[object]], *args: object, name: object = None
+    ) -> Any: ...
     async def start(
         self, afn: Callable[..., Awaitable[object]], *args: object, name: object = None
     ) -> Any:
         """Start ``afn(*args, task_status=...)`` in the group and return the value it passes to
         ``task_status.started()`` (trio's ``nursery.start``). Under ``limit`` it waits for a
         slot first. An exception before ``started()`` propagates here instead of to the group.
-        Each call starts one more task; trio thread only::
+        Each call starts one more task; trio thread only. The result is typed from the
+        function's ``task_status: trio.TaskStatus[T]`` (up to two positional arguments)::
 
             port = await group.start(serve, 0)
 
@@ -150,6 +175,89 @@ class TaskGroup:
         return await self._nursery.start(
             self._run_started, afn, args, name=afn if name is None else name
         )
+
+    async def go(
+        self,
+        afn: Callable[[*PosArgsT], Awaitable[object]],
+        *args: *PosArgsT,
+        name: object = None,
+    ) -> None:
+        """Start ``afn(*args)`` like :meth:`start_soon`, but under ``limit`` wait for a free
+        slot first (FIFO with the queued tasks), as Go's ``errgroup.Go`` blocks: a producer
+        that calls it in a loop never queues more than it can run. Without a limit it starts
+        the task at once (a checkpoint). Trio thread only::
+
+            for url in urls:
+                await group.go(fetch, url)
+
+        Raises:
+            TypeError: ``afn`` is not an async function.
+            RuntimeError: the group is closed.
+            ContextCancelled, DeadlineExceeded: the group's context ended while waiting (a
+                fresh copy of its err: raised from the body, the group drops it as its own).
+        """
+        self._check_open()
+        check_afn(afn)
+        slots = self._slots
+        ticket = slots.acquire() if slots is not None else None
+        try:
+            with self._context.scope():  # the group ending interrupts the wait
+                await trio.lowlevel.checkpoint()
+                if slots is not None:
+                    await slots.wait(ticket)
+        except BaseException:
+            if slots is not None and slots.holds(ticket):
+                slots.release()
+            raise
+        self._start_holding(afn, args, name)
+
+    def try_start(
+        self,
+        afn: Callable[[*PosArgsT], Awaitable[object]],
+        *args: *PosArgsT,
+        name: object = None,
+    ) -> bool:
+        """Start ``afn(*args)`` only if it can run now (Go's ``TryGo``): return False, without
+        calling ``afn``, when every slot under ``limit`` is taken (or tasks are queued) or the
+        group's context is done. Trio thread only::
+
+            if not group.try_start(fetch, url):
+                backlog.append(url)
+
+        Raises:
+            TypeError: ``afn`` is not an async function.
+            RuntimeError: the group is closed.
+        """
+        self._check_open()
+        check_afn(afn)
+        if self._context.err is not None:
+            return False
+        if self._slots is not None and not self._slots.try_acquire():
+            return False
+        self._start_holding(afn, args, name)
+        return True
+
+    def _start_holding(
+        self, afn: Callable[..., Awaitable[object]], args: tuple[object, ...], name: object
+    ) -> None:
+        """Spawn a task that already holds a slot (if there is a limit)."""
+        try:
+            coro = coroutine_of(afn, args)
+        except BaseException:
+            if self._slots is not None:
+                self._slots.release()
+            raise
+        self._live += 1
+        try:
+            self._nursery.start_soon(
+                self._run_slow, coro, None, None, name=afn if name is None else name
+            )
+        except RuntimeError:
+            self._live -= 1
+            coro.close()
+            if self._slots is not None:
+                self._slots.release()
+            raise RuntimeError("this group is closed: its tasks have all finished") from None
 
     def cancel(self, cause: BaseException | None = None) -> None:
         """Cancel ``group.context`` (with ``cause``): every task is interrupted at its next

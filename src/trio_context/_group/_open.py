@@ -62,11 +62,14 @@ def open_group(
     limit: int | None = None,
     grace: float | None = DEFAULT_GRACE,
     strict: bool = False,
+    cancel_on_error: bool = True,
 ) -> GroupManager:
     """Open a task group bound to a ``with_cancel`` child of ``ctx`` (Go's errgroup on a
     trio nursery; see the module rules). At most ``limit`` tasks run at once, the
     rest wait in FIFO order. A task still running ``grace`` seconds after the group's context
-    was cancelled is reported (None: never); ``strict=True`` raises :class:`StuckTaskError`::
+    was cancelled is reported (None: never); ``strict=True`` raises :class:`StuckTaskError`.
+    ``cancel_on_error=False`` is Go's zero ``Group``: a failing task does not cancel the
+    others; every task runs to its end and the real errors are raised together at exit::
 
         async with tc.open_group(ctx, limit=4) as group:
             for url in urls:
@@ -80,16 +83,33 @@ def open_group(
         ExceptionGroup, BaseExceptionGroup: the real errors of the tasks and the body.
         ContextCancelled, DeadlineExceeded: the outer ``ctx`` ended and interrupted the work.
     """
-    return GroupManager(ctx, limit, grace, strict)
+    return GroupManager(ctx, limit, grace, strict, cancel_on_error)
 
 
 @final
 class GroupManager:
     """What :func:`open_group` returns: enter it once with ``async with``."""
 
-    __slots__ = ("_ctx", "_grace", "_group", "_limit", "_nursery_cm", "_strict", "_tie")
+    __slots__ = (
+        "_cancel_on_error",
+        "_ctx",
+        "_grace",
+        "_group",
+        "_limit",
+        "_nursery_cm",
+        "_strict",
+        "_tie",
+    )
 
-    def __init__(self, ctx: Context, limit: int | None, grace: float | None, strict: bool) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        limit: int | None,
+        grace: float | None,
+        strict: bool,
+        cancel_on_error: bool,
+    ) -> None:
+        self._cancel_on_error = cancel_on_error
         self._ctx = ctx
         self._limit = limit
         self._grace = grace
@@ -100,7 +120,7 @@ class GroupManager:
         if self._group is not None:
             raise RuntimeError("this open_group() was already entered; call open_group() again")
         check_parent(self._ctx, "ctx")
-        check_options(self._limit, self._grace, self._strict)
+        check_options(self._limit, self._grace, self._strict, self._cancel_on_error)
         gctx = with_cancel(self._ctx)
         self._nursery_cm = trio.open_nursery()
         nursery = await self._nursery_cm.__aenter__()
@@ -112,6 +132,7 @@ class GroupManager:
             grace=self._grace,
             strict=self._strict,
         )
+        group._outcome.cancel_on_error = self._cancel_on_error
         if self._grace is not None and self._grace != math.inf:
             on_done(gctx, group._on_cancelled)
         return group

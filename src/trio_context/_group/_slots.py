@@ -53,6 +53,13 @@ class Slots:
         self.waiting += 1
         return ticket
 
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody is waiting (True), else take nothing."""
+        if self.running < self.limit and not self.waiting:
+            self.running += 1
+            return True
+        return False
+
     async def wait(self, ticket: Ticket | None) -> None:
         """Wait until ``ticket`` holds a slot (at once for None).
 

@@ -5,15 +5,51 @@ wrapper that records whether the task has reported readiness. Internal; trio thr
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from types import CoroutineType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import trio
 
 from .._core import check_seconds
 
-__all__ = ["Status", "check_afn", "check_options", "coroutine_of"]
+__all__ = [
+    "A1",
+    "A2",
+    "Startable0",
+    "Startable1",
+    "Startable2",
+    "Status",
+    "StatusT",
+    "check_afn",
+    "check_options",
+    "coroutine_of",
+]
+
+StatusT = TypeVar("StatusT")
+StatusT_co = TypeVar("StatusT_co", covariant=True)
+A1 = TypeVar("A1")
+A2 = TypeVar("A2")
+A1_contra = TypeVar("A1_contra", contravariant=True)
+A2_contra = TypeVar("A2_contra", contravariant=True)
+
+
+# What TaskGroup.start accepts, by number of positional arguments, so that its result is typed
+# from the function's ``task_status: trio.TaskStatus[T]``.
+class Startable0(Protocol[StatusT_co]):
+    def __call__(self, *, task_status: trio.TaskStatus[StatusT_co]) -> Awaitable[object]: ...
+
+
+class Startable1(Protocol[A1_contra, StatusT_co]):
+    def __call__(
+        self, a1: A1_contra, /, *, task_status: trio.TaskStatus[StatusT_co]
+    ) -> Awaitable[object]: ...
+
+
+class Startable2(Protocol[A1_contra, A2_contra, StatusT_co]):
+    def __call__(
+        self, a1: A1_contra, a2: A2_contra, /, *, task_status: trio.TaskStatus[StatusT_co]
+    ) -> Awaitable[object]: ...
 
 
 class Status:
@@ -65,7 +101,9 @@ async def _awaiting(awaitable: Any) -> object:
     return await awaitable
 
 
-def check_options(limit: object, grace: object, strict: object) -> None:
+def check_options(
+    limit: object, grace: object, strict: object, cancel_on_error: object = True
+) -> None:
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int):
             raise TypeError(f"`limit` must be a positive int or None, not {type(limit).__name__}")
@@ -75,3 +113,5 @@ def check_options(limit: object, grace: object, strict: object) -> None:
         check_seconds(grace, "grace")
     if not isinstance(strict, bool):
         raise TypeError(f"`strict` must be a bool, not {type(strict).__name__}")
+    if not isinstance(cancel_on_error, bool):
+        raise TypeError(f"`cancel_on_error` must be a bool, not {type(cancel_on_error).__name__}")

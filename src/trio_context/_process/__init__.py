@@ -11,9 +11,11 @@ from ._memory import MemoryExceeded
 from ._results import ProcessFailed, ProcessHandle, ProcessResult
 from ._run import run_process
 from ._subreaper import open_subreaper
+from ._supervisor import Outcome
 
 __all__ = [
     "MemoryExceeded",
+    "Outcome",
     "ProcessFailed",
     "ProcessHandle",
     "ProcessResult",
