@@ -124,7 +124,8 @@ def format_tree(ctx: Context) -> str:
         └── with_cancel [active]
 
     Below depth ``NESTED_DEPTH`` (see :func:`dump`) the indentation stops growing and each
-    line says its depth, so the text is linear in the number of contexts. Idempotent, safe from any thread::
+    line says its depth, so the text is linear in the number of contexts. Idempotent, safe
+    from any thread::
 
         print(tc.format_tree(ctx))
 

@@ -24,7 +24,7 @@ async def test_zero_group_runs_every_task_and_reports_the_errors(
     for errs in ([], [None], [err1], [err1, None], [err1, None, err2]):
         ran: list[int] = []
 
-        async def task(i: int, err: Exception | None) -> None:
+        async def task(i: int, err: Exception | None, ran: list[int] = ran) -> None:
             await trio.sleep(0.01 * i)  # later tasks run after an earlier one failed
             ran.append(i)
             if err is not None:

@@ -145,7 +145,7 @@ def test_a_chain_10000_deep_dumps_to_json_in_linear_time() -> None:
         del keep
         return best
 
-    root, keep = chain(10_000)
+    root, _keep = chain(10_000)
     data = json.loads(json.dumps(tc.dump(root)))
     assert len(data["children"]) == 1
     # linear: 4x the contexts cost well under the 16x a quadratic walk would

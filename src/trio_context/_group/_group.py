@@ -205,9 +205,12 @@ class TaskGroup:
                 await trio.lowlevel.checkpoint()
                 if slots is not None:
                     await slots.wait(ticket)
-        except BaseException:
+        except BaseException as exc:
             if slots is not None and slots.holds(ticket):
                 slots.release()
+            if isinstance(exc, trio.Cancelled) and self._context.err is not None:
+                # The group's scope (its nursery's) caught the end, not this binding: say so.
+                self._context.check()
             raise
         self._start_holding(afn, args, name)
 
@@ -345,7 +348,7 @@ class TaskGroup:
             if slots is not None:
                 with own.move_on() if own is not None else nullcontext():
                     await slots.wait(ticket)  # a task's own context ending: it leaves the queue
-            if self._context.err is not None:
+            if self._context.done.is_set():
                 return  # done before it could run (or a slot came free too late): never start
             if own is not None:
                 if own.err is None:
