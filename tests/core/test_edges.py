@@ -326,7 +326,14 @@ def test_a_live_context_from_another_run_runs_its_body_and_derives() -> None:
     ctx = _made_in_a_run(lambda: tc.with_timeout(tc.background(), 60))
 
     async def main() -> None:
-        assert await ctx.run(trio.sleep, 0) is None
+        ran: list[bool] = []
+
+        async def body() -> None:
+            await trio.sleep(0)
+            ran.append(True)
+
+        await ctx.run(body)
+        assert ran == [True]  # the body ran (no silently skipped body)
         child = tc.with_timeout(ctx, 30)  # earlier: its own deadline, on this clock
         assert 29 < child.deadline - trio.current_time() <= 30
         later = tc.with_timeout(ctx, 600)  # later: keeps the parent's

@@ -546,7 +546,7 @@ async def test_bad_task_functions(ctx: tc.CancelContext) -> None:
         with pytest.raises(TypeError, match="returned NoneType, not a coroutine"):
             group.start_soon(sync)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="coroutine object"):
-            await group.start(trio.sleep(1))  # type: ignore[arg-type]  # noqa: ASYNC105
+            await group.start(trio.sleep(1))  # type: ignore[call-overload]  # noqa: ASYNC105
     assert group.statistics().finished == 0
 
 
