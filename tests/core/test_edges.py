@@ -329,7 +329,7 @@ def test_a_live_context_from_another_run_runs_its_body_and_derives() -> None:
         ran: list[bool] = []
 
         async def body() -> None:
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
             ran.append(True)
 
         await ctx.run(body)
