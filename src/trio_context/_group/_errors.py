@@ -14,6 +14,7 @@ Everything here runs in the trio thread.
 
 from __future__ import annotations
 
+from types import TracebackType
 from typing import cast, final
 
 import attrs
@@ -82,3 +83,36 @@ def exception_group(errors: list[BaseException]) -> BaseExceptionGroup[BaseExcep
     """The exception a group with real ``errors`` raises (an ``ExceptionGroup`` when every
     error is an ``Exception``: ``BaseExceptionGroup`` itself decides)."""
     return BaseExceptionGroup(f"{len(errors)} error(s) in a trio_context task group", errors)
+
+
+@final
+class Triage:
+    """``with triage:`` around a task of the group: trio's cancellation goes on, the group's own
+    cancellation is dropped, and a real error is recorded for the group (see
+    :meth:`GroupErrors.sort`). Stateless, so one serves every task of a group."""
+
+    __slots__ = ("_errors",)
+
+    def __init__(self, errors: GroupErrors) -> None:
+        self._errors = errors
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        etype: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc is None:
+            return False
+        rest = self._errors.sort(exc)
+        if rest is exc:
+            return False  # goes on unchanged, its traceback intact
+        if rest is None:
+            return True  # recorded for the group, or the group's own cancellation
+        try:
+            raise rest from None  # the part of a group that must go on (trio's cancellations)
+        finally:
+            del rest  # its traceback holds this frame: no cycle

@@ -20,7 +20,7 @@ from .._core import (
     logger,
     parent_of,
 )
-from ._errors import GroupErrors
+from ._errors import GroupErrors, Triage
 from ._slots import Slots, Ticket
 from ._spawn import (
     A1,
@@ -71,6 +71,7 @@ class TaskGroup:
     _slots: Slots | None = attrs.field(init=False)
     _finished: int = attrs.field(default=0, init=False)
     _outcome: GroupErrors = attrs.field(init=False)  # real errors; own cancellation dropped
+    _triage: Triage = attrs.field(init=False)  # sorts what each task raises
     _body_done: bool = attrs.field(default=False, init=False)
     _closed: bool = attrs.field(default=False, init=False)
     _watching: bool = attrs.field(default=False, init=False)
@@ -79,6 +80,7 @@ class TaskGroup:
     def __attrs_post_init__(self) -> None:
         self._slots = None if self._limit is None else Slots(self._limit)
         self._outcome = GroupErrors(context=self._context)
+        self._triage = Triage(self._outcome)
 
     @property
     def context(self) -> CancelContext:
@@ -315,19 +317,11 @@ class TaskGroup:
     async def _run(self, coro: Coroutine[Any, Any, object]) -> None:
         # The hot path: the task inherits the group's scope and current() from the caller.
         try:
-            if self._context.err is not None:
-                coro.close()  # cancelled before trio ran it: it never starts
-                return
-            await coro
-        except BaseException as exc:
-            rest = self._outcome.sort(exc)
-            try:
-                if rest is exc:
-                    raise
-                if rest is not None:
-                    raise rest from None
-            finally:
-                del rest  # the traceback holds this frame: no cycle
+            with self._triage:
+                if self._context.err is not None:
+                    coro.close()  # cancelled before trio ran it: it never starts
+                    return
+                await coro
         finally:
             self._task_done()
 
@@ -345,30 +339,22 @@ class TaskGroup:
     ) -> None:
         slots = self._slots
         try:
-            if slots is not None:
-                with own.move_on() if own is not None else nullcontext():
-                    await slots.wait(ticket)  # a task's own context ending: it leaves the queue
-            if self._context.done.is_set():
-                return  # done before it could run (or a slot came free too late): never start
-            if own is not None:
-                if own.err is None:
-                    with own.move_on():  # the task's own cancellation ends it quietly
-                        await coro
-                if own.err is not None and own.err is self._context.err:
-                    self._outcome.interrupted = True
-                return
-            bound = current() is not self._context
-            with self._context.scope() if bound else nullcontext():
-                await coro
-        except BaseException as exc:
-            rest = self._outcome.sort(exc)
-            try:
-                if rest is exc:
-                    raise
-                if rest is not None:
-                    raise rest from None
-            finally:
-                del rest  # the traceback holds this frame: no cycle
+            with self._triage:
+                if slots is not None:
+                    with own.move_on() if own is not None else nullcontext():
+                        await slots.wait(ticket)  # its own context ending: it leaves the queue
+                if self._context.done.is_set():
+                    return  # done before it could run (or a slot came free too late)
+                if own is not None:
+                    if own.err is None:
+                        with own.move_on():  # the task's own cancellation ends it quietly
+                            await coro
+                    if own.err is not None and own.err is self._context.err:
+                        self._outcome.interrupted = True
+                    return
+                bound = current() is not self._context
+                with self._context.scope() if bound else nullcontext():
+                    await coro
         finally:
             coro.close()  # a task that never started must not warn "never awaited"
             if slots is not None and slots.holds(ticket):
@@ -391,17 +377,11 @@ class TaskGroup:
                     await slots.wait(ticket)
                     self._context.check()  # a slot came free but the group is cancelled
                 await coroutine_of(afn, args, task_status=status)
-        except BaseException as exc:
+        except BaseException:
             if not status.called:
                 raise  # to the caller of start(), as trio does
-            rest = self._outcome.sort(exc)
-            try:
-                if rest is exc:
-                    raise
-                if rest is not None:
-                    raise rest from None
-            finally:
-                del rest  # the traceback holds this frame: no cycle
+            with self._triage:
+                raise
         finally:
             if slots is not None and slots.holds(ticket):
                 slots.release()
