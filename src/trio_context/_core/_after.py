@@ -36,17 +36,7 @@ def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
     entry = AfterFunc(fn, trio_token_or_none(), direct=False)
     canceller = cast(CancelContext | None, ctx._canceller)
     if canceller is not None:
-        with _lock:
-            registered = canceller._err is None
-            if registered:
-                if canceller._after is None:
-                    canceller._after = []
-                canceller._after.append(entry)
-        if not registered:
-            entry.dispatch()
-        elif canceller._clock is not None and canceller._deadline != _INF:
-            if canceller._poll() is None:
-                arm_timer(canceller)
+        _register(canceller, entry)
 
     def stop() -> bool:
         with _lock:
@@ -67,10 +57,14 @@ def on_done(ctx: Context, fn: Callable[[], object]) -> None:
     queue. So ``fn`` must be quick, must not block and must not raise (it is logged if it
     does): it may run inside a ``cancel()`` or a read of ``ctx.err`` that finds the deadline
     passed. Safe from any thread."""
-    entry = AfterFunc(fn, trio_token_or_none(), direct=True)
-    canceller = ctx._canceller
-    if canceller is None:
-        return  # never done
+    canceller = cast(CancelContext | None, ctx._canceller)
+    if canceller is not None:  # else it is never done
+        _register(canceller, AfterFunc(fn, trio_token_or_none(), direct=True))
+
+
+def _register(canceller: CancelContext, entry: AfterFunc) -> None:
+    """Keep ``entry`` on ``canceller`` until it is done (dispatch it now if it is already), and
+    make sure a deadline fires it even if nobody looks."""
     with _lock:
         registered = canceller._err is None
         if registered:
@@ -81,7 +75,7 @@ def on_done(ctx: Context, fn: Callable[[], object]) -> None:
         entry.dispatch()
     elif canceller._clock is not None and canceller._deadline != _INF:
         if canceller._poll() is None:
-            arm_timer(canceller)  # type: ignore[arg-type]
+            arm_timer(canceller)
 
 
 def call_at(when: float, target: Timed) -> Callable[[], None]:
