@@ -104,7 +104,6 @@ class Supervisor:
         self.ctx = ctx
         self.hard = hard
         self.twin = hard_context(ctx) if hard is None else None  # ends the default grace
-        self.gone = False  # after the leader: no live process of the tree was found
         self.limits = limits
         self.limit_cause: BaseException | None = None  # a limit stopped it before the leader exited
         self.term_signal = term_signal
@@ -312,7 +311,6 @@ class Supervisor:
         while await self.tree.alive():
             await trio.sleep(pause)
             pause = min(pause * 2, _POLL_MAX)
-        self.gone = True
 
     async def settled(self) -> None:
         """Wait until the pipes are closed and no live process of the tree is left."""
@@ -330,8 +328,7 @@ class Supervisor:
                 return
         else:
             if self.pipes_closed.is_set() and not await self.tree.alive():
-                self.gone = True  # the usual end: nothing to wait for, no timer to set
-                return
+                return  # the usual end: nothing to wait for, no timer to set
             with trio.move_on_after(self.drain_timeout):
                 await self.settled()
                 return
@@ -348,7 +345,9 @@ class Supervisor:
         if self.proc.returncode is None:
             self.kill()
             await self.proc.wait()
-        if not self.gone and await self.tree.alive():
+        # Look again even if the tree looked gone: a descendant that left the session may only
+        # now have come back to the subreaper as an orphan.
+        if await self.tree.alive():
             self.stragglers = self.stragglers or not self.stopping
             self.kill()
             with trio.move_on_after(max(self.drain_timeout, 1.0)):
