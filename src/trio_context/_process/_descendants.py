@@ -148,7 +148,12 @@ class Tree:
         found = await trio.to_thread.run_sync(scan_group, self.pgid)
         for pid, st in found.items():
             self.adopt(pid, st)
-        return bool(found)
+        if found:
+            return True
+        # Only zombies were left in the group (kill() counts them): the deciding look, as in
+        # alive_now(), claims the orphans re-parented until now, e.g. a daemon of the tree.
+        self.refresh(fresh=True)
+        return bool(self.known)
 
 
 def _killpg(pgid: int, sig: int) -> None:
