@@ -7,8 +7,12 @@ Importable as ``support`` from every test module because ``pyproject.toml`` puts
 from __future__ import annotations
 
 import os
+import select
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -18,6 +22,7 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 PROGRAMS = Path(__file__).resolve().parent / "programs"
+CI_RUNNER = EXAMPLES / "ci_runner"
 
 HAVE_PROC = Path("/proc/self/stat").exists()
 needs_proc = pytest.mark.skipif(not HAVE_PROC, reason="needs /proc")
@@ -128,3 +133,46 @@ async def serving(app: Any, *, graceful_timeout: float | None = None) -> AsyncIt
             yield binds[0]
         finally:
             stop.set()
+
+
+# -- the example CI runner as a program ----------------------------------------------------------
+
+
+@contextmanager
+def started(path: Path, out: Path, err: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Start the CI runner on ``path`` (``--json result.json`` beside it) with its output going
+    to ``out`` (stderr too, unless ``err`` is given); kill it if the test fails early."""
+    with out.open("wb") as sink, err.open("wb") if err is not None else nullcontext() as err_sink:
+        proc = subprocess.Popen(
+            [sys.executable, str(CI_RUNNER), str(path), "--json", str(path.parent / "result.json")],
+            stdout=sink,
+            stderr=subprocess.STDOUT if err_sink is None else err_sink,
+            cwd=ROOT,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def read_terminal(master: int, proc: subprocess.Popen[bytes], timeout: float) -> bytes:
+    """Everything a program writes to the pty whose ``master`` end this is, until it closes
+    its side, exits, or ``timeout`` seconds pass; closes ``master``."""
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the other side closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return b"".join(chunks)

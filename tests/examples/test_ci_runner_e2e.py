@@ -11,19 +11,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support import EXAMPLES, ROOT, alive
+from support import EXAMPLES, ROOT, alive, read_terminal, started
 
 RUNNER = EXAMPLES / "ci_runner"
 
@@ -79,25 +76,6 @@ def pids_in(tmp_path: Path) -> list[int]:
 def assert_no_process_left(tmp_path: Path) -> None:
     left = [pid for pid in pids_in(tmp_path) if alive(pid)]
     assert not left, f"processes left alive: {left}"
-
-
-@contextmanager
-def started(path: Path, out: Path, err: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    """Start the runner with its output going to ``out`` (stderr too, unless ``err`` is given);
-    kill it if the test fails early."""
-    with out.open("wb") as sink, err.open("wb") if err is not None else nullcontext() as err_sink:
-        proc = subprocess.Popen(
-            [sys.executable, str(RUNNER), str(path), "--json", str(path.parent / "result.json")],
-            stdout=sink,
-            stderr=subprocess.STDOUT if err_sink is None else err_sink,
-            cwd=ROOT,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
 
 
 # -- statuses, conditions, exit codes ---------------------------------------------------------
@@ -680,7 +658,6 @@ def test_live_view_on_a_terminal(tmp_path: Path) -> None:
     import pty
 
     master, slave = pty.openpty()
-    chunks: list[bytes] = []
     with subprocess.Popen(
         [sys.executable, str(RUNNER), str(path)],
         stdout=slave,
@@ -689,22 +666,8 @@ def test_live_view_on_a_terminal(tmp_path: Path) -> None:
         env={**os.environ, "TERM": "xterm", "NO_COLOR": "1"},
     ) as proc:
         os.close(slave)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: the other side closed
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif proc.poll() is not None:
-                break
-        os.close(master)
+        text = read_terminal(master, proc, timeout=15).decode()
         assert proc.wait(timeout=5) == 0
-    text = b"".join(chunks).decode()
     assert "\x1b[" in text  # the status block is redrawn in place
     assert "running" in text
     assert "✓ hello" in text

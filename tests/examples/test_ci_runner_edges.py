@@ -26,7 +26,7 @@ if sys.platform != "win32":  # ptys and terminal control: POSIX only (the module
     import pty
     import termios
 
-from support import EXAMPLES, ROOT, alive
+from support import EXAMPLES, ROOT, alive, read_terminal
 
 RUNNER = EXAMPLES / "ci_runner"
 
@@ -502,7 +502,6 @@ def run_on_terminal(path: Path, rows: int, columns: int, timeout: float = 60) ->
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("LINES", "COLUMNS")}
-    chunks: list[bytes] = []
     with subprocess.Popen(
         command(path),
         stdin=slave,
@@ -512,22 +511,9 @@ def run_on_terminal(path: Path, rows: int, columns: int, timeout: float = 60) ->
         env={**env, "TERM": "xterm", "NO_COLOR": "1"},
     ) as proc:
         os.close(slave)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: the other side closed
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif proc.poll() is not None:
-                break
-        os.close(master)
+        output = read_terminal(master, proc, timeout)
         code = proc.wait(timeout=5)
-    return code, b"".join(chunks).decode("utf-8", "replace")
+    return code, output.decode("utf-8", "replace")
 
 
 def test_step_output_cannot_drive_the_terminal(tmp_path: Path) -> None:

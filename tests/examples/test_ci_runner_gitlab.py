@@ -13,14 +13,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from support import EXAMPLES, ROOT, alive
+from support import EXAMPLES, ROOT, alive, started
 
 pytest.importorskip("yaml")
 
@@ -713,23 +711,6 @@ tidy:
   when: always
   script: touch tidy-ran
 """
-
-
-@contextmanager
-def started(path: Path, out: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with out.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, str(RUNNER), str(path), "--json", str(path.parent / "result.json")],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
 
 
 def test_ctrl_c_once_runs_after_script_and_cancels_jobs_not_started(tmp_path: Path) -> None:
